@@ -1,0 +1,5 @@
+import sys
+
+from pointserve.cli import main
+
+sys.exit(main())

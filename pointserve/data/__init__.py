@@ -1,0 +1,11 @@
+"""Datasets (numpy only): the built-in synthetic ``shapes`` set, readers for the standard formats,
+transforms, and point-cloud file formats.
+
+    >>> from pointserve.data import load_dataset
+    >>> train = load_dataset("shapes", "train", task="classification")
+"""
+
+from pointserve.data.base import PointCloudDataset, Sample
+from pointserve.data.registry import DATASETS, load_dataset
+
+__all__ = ["DATASETS", "PointCloudDataset", "Sample", "load_dataset"]

@@ -1,0 +1,113 @@
+"""Point-cloud transforms: normalisation, resampling and training augmentation (numpy only).
+
+Every function takes ``points: (N, C)`` with xyz in the first three columns and returns a new array;
+augmentations take a ``numpy.random.Generator`` so runs are reproducible from a seed.
+Geometric transforms touch xyz (and rotate normals when ``C >= 6``); extra channels ride along.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pointserve.errors import InputError
+
+
+def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
+    """Centre xyz on their centroid and scale them into the unit sphere."""
+    out = np.array(points, dtype=np.float32, copy=True)
+    xyz = out[:, :3]
+    xyz -= xyz.mean(axis=0, keepdims=True)
+    radius = float(np.sqrt((xyz**2).sum(axis=1)).max()) if len(xyz) else 0.0
+    if radius > 0:
+        xyz /= radius
+    return out
+
+
+def normalize(points: np.ndarray, method: str) -> np.ndarray:
+    """Apply the normalisation a model card names (``unit_sphere`` or ``none``)."""
+    if method == "unit_sphere":
+        return normalize_unit_sphere(points)
+    if method == "none":
+        return np.asarray(points, dtype=np.float32)
+    raise InputError(f"unknown normalisation {method!r}")
+
+
+def resample_indices(num_points: int, target: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices that pick ``target`` points out of ``num_points``: a random subset, or all plus repeats.
+
+    Repeating points is exact for max-pooled networks (a repeated point changes no maximum).
+    """
+    if num_points < 1:
+        raise InputError("cannot resample an empty cloud")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if num_points >= target:
+        return np.sort(rng.choice(num_points, target, replace=False))
+    extra = rng.choice(num_points, target - num_points, replace=True)
+    return np.concatenate([np.arange(num_points), extra])
+
+
+def resample(points: np.ndarray, target: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Return exactly ``target`` points (subsample without replacement, or pad by repetition)."""
+    return points[resample_indices(len(points), target, rng)]
+
+
+def rotate_up(points: np.ndarray, angle: float, up_axis: int = 1) -> np.ndarray:
+    """Rotate about the up axis (y by default, as ModelNet and ShapeNet store objects)."""
+    c, s = np.cos(angle), np.sin(angle)
+    a, b = [i for i in range(3) if i != up_axis]
+    rot = np.eye(3, dtype=np.float32)
+    rot[a, a], rot[a, b], rot[b, a], rot[b, b] = c, -s, s, c
+    out = np.array(points, dtype=np.float32, copy=True)
+    out[:, :3] = out[:, :3] @ rot.T
+    if out.shape[1] >= 6:
+        out[:, 3:6] = out[:, 3:6] @ rot.T
+    return out
+
+
+def random_rotate_up(points: np.ndarray, rng: np.random.Generator, up_axis: int = 1) -> np.ndarray:
+    return rotate_up(points, float(rng.uniform(0, 2 * np.pi)), up_axis)
+
+
+def random_scale(points: np.ndarray, rng: np.random.Generator, low: float = 0.8, high: float = 1.25) -> np.ndarray:
+    """Anisotropic scale: each axis by its own factor in [low, high]."""
+    out = np.array(points, dtype=np.float32, copy=True)
+    out[:, :3] *= rng.uniform(low, high, size=(1, 3)).astype(np.float32)
+    return out
+
+
+def jitter(points: np.ndarray, rng: np.random.Generator, sigma: float = 0.01, clip: float = 0.05) -> np.ndarray:
+    out = np.array(points, dtype=np.float32, copy=True)
+    out[:, :3] += np.clip(sigma * rng.standard_normal((len(out), 3)), -clip, clip).astype(np.float32)
+    return out
+
+
+def shuffle(points: np.ndarray, rng: np.random.Generator, seg: np.ndarray | None = None):
+    """Shuffle point order (and the per-point labels with it)."""
+    order = rng.permutation(len(points))
+    return points[order], (seg[order] if seg is not None else None)
+
+
+def random_point_dropout(points: np.ndarray, rng: np.random.Generator, max_ratio: float = 0.875) -> np.ndarray:
+    """Replace a random fraction of points by the first point, keeping N fixed (as PointNet++ does)."""
+    out = np.array(points, dtype=np.float32, copy=True)
+    ratio = rng.uniform(0, max_ratio)
+    drop = rng.random(len(out)) <= ratio
+    if drop.any() and not drop.all():
+        out[drop] = out[0]
+    return out
+
+
+def augment(
+    points: np.ndarray, rng: np.random.Generator, seg: np.ndarray | None = None, *, dropout: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training augmentation: up-axis rotation, anisotropic scale, jitter, shuffle, point dropout.
+
+    Point dropout is off for segmentation (it would duplicate a point under several labels' positions).
+    """
+    points = random_rotate_up(points, rng)
+    points = random_scale(points, rng)
+    points = jitter(points, rng)
+    points, seg = shuffle(points, rng, seg)
+    if dropout and seg is None:
+        points = random_point_dropout(points, rng)
+    return points, seg

@@ -1,0 +1,108 @@
+"""The manifest schema: ``repository/<model>/<version>/manifest.json``.
+
+It is the contract between the build stages and the service: the model card, the input and output tensor
+specs, and one entry per built variant, each with the sha256 of its file so a tampered or half-written file
+is refused at load time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pointserve.card import ModelCard
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+
+Precision = Literal["fp32", "tf32", "fp16", "int8"]
+Backend = Literal["onnxruntime", "tensorrt", "torch"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(_Record):
+    """A named tensor; symbolic dimensions are strings ("batch", "num_points")."""
+
+    name: str
+    dtype: Literal["float32", "float16", "int64", "int32"]
+    shape: list[int | str]
+
+
+class CalibrationInfo(_Record):
+    method: Literal["minmax", "entropy", "percentile"]
+    num_samples: int
+    seed: int
+    data_hash: str = Field(description="sha256 of the calibration .npz")
+    file: str = Field(description="path of the calibration set, relative to the version folder")
+
+
+class BuildInfo(_Record):
+    """What an engine was built for; a TensorRT plan only runs where these match."""
+
+    gpu_name: str | None = None
+    compute_capability: str | None = None
+    tensorrt_version: str | None = None
+    onnxruntime_version: str | None = None
+    min_shape: dict[str, list[int]] = Field(default_factory=dict)
+    opt_shape: dict[str, list[int]] = Field(default_factory=dict)
+    max_shape: dict[str, list[int]] = Field(default_factory=dict)
+    workspace_mib: int | None = None
+    build_time_s: float | None = None
+
+
+class AccuracyInfo(_Record):
+    """A variant's accuracy on held-out data, next to the fp32 reference it was compared with."""
+
+    dataset: str
+    split: str = "test"
+    num_samples: int
+    overall_acc: float
+    mean_class_acc: float | None = None
+    mean_iou: float | None = None
+    agreement_with_fp32: float
+    max_abs_logit_diff: float
+    measured_utc: str = Field(default_factory=_now)
+
+
+class Variant(_Record):
+    """One servable artefact: an ONNX graph of some precision or an engine built from one."""
+
+    name: str = Field(description='unique within the version, e.g. "fp16" or "int8-tensorrt"')
+    precision: Precision
+    backend: Backend
+    file: str = Field(description="path relative to the version folder")
+    sha256: str
+    size_bytes: int
+    source: str | None = Field(default=None, description="the ONNX variant an engine was built from")
+    built_for: BuildInfo | None = None
+    calibration: CalibrationInfo | None = None
+    accuracy: AccuracyInfo | None = None
+    created_utc: str = Field(default_factory=_now)
+
+
+class Manifest(_Record):
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    name: str
+    version: int = Field(ge=1)
+    card: ModelCard
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    variants: list[Variant] = Field(default_factory=list)
+    export: dict = Field(default_factory=dict, description="export report: opset, parity per (B, N)")
+    reference_accuracy: AccuracyInfo | None = Field(default=None, description="PyTorch fp32 on the test split")
+    created_utc: str = Field(default_factory=_now)
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
