@@ -1,0 +1,82 @@
+"""``pointserve train`` and ``pointserve evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a PointNet model (default: the classifier on the built-in shapes dataset)",
+        description="Train a model. Flags override the YAML --config file; unset flags keep its values.",
+    )
+    train.add_argument("--config", help="YAML file with TrainConfig fields")
+    train.add_argument("--model", help="pointnet_cls (default), pointnet_partseg or pointnet_seg")
+    train.add_argument("--dataset", help="dataset name (default shapes); see pointserve.data.DATASETS")
+    train.add_argument("--data-root", dest="data_root", help="folder of an on-disk dataset")
+    train.add_argument("--num-points", dest="num_points", type=int, help="points per cloud (default 512)")
+    train.add_argument("--samples-per-class", dest="samples_per_class", type=int, help="shapes: objects per class")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--optimizer", choices=["adam", "adamw"])
+    train.add_argument("--lr", type=float)
+    train.add_argument("--weight-decay", dest="weight_decay", type=float)
+    train.add_argument("--scheduler", choices=["step", "cosine", "none"])
+    train.add_argument("--feature-transform", dest="feature_transform", action="store_true", default=None)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    amp = train.add_mutually_exclusive_group()
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision on")
+    amp.add_argument("--no-amp", dest="amp", action="store_false", help="mixed precision off")
+    train.add_argument("--deterministic", action="store_true", default=None)
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("-o", "--output-dir", dest="output_dir", help="run folder (default runs/<model>)")
+    train.add_argument("--resume", action="store_true", default=None, help="continue from <output-dir>/last")
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint and print its metrics table")
+    evaluate.add_argument("checkpoint", help="checkpoint folder (model.safetensors + card.json)")
+    evaluate.add_argument("--dataset", help="dataset name (default: the one in the card)")
+    evaluate.add_argument("--data-root", help="folder of an on-disk dataset")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument(
+        "--json", dest="json_path", help="where to write the metrics (default <checkpoint>/eval.json)"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pointserve.training.config import TrainConfig
+    from pointserve.training.evaluate import print_metrics
+    from pointserve.training.trainer import Trainer
+
+    overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
+    if overrides.get("output_dir") is None and overrides.get("model"):
+        overrides["output_dir"] = f"runs/{overrides['model']}"
+    config = TrainConfig.from_sources(args.config, overrides)
+    metrics = Trainer(config).run()
+    if metrics:
+        print_metrics(metrics, f"{config.model} on {config.dataset} (test split, best epoch)")
+    print(f"best checkpoint: {Path(config.output_dir) / 'best'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pointserve.data import load_dataset
+    from pointserve.training.checkpoint import load_checkpoint
+    from pointserve.training.evaluate import evaluate_model, print_metrics
+
+    model, card = load_checkpoint(args.checkpoint)
+    dataset = load_dataset(
+        args.dataset or card.dataset, args.split, root=args.data_root, task=card.task, num_points=card.num_points
+    )
+    metrics = evaluate_model(model, card, dataset, args.batch_size)
+    print_metrics(metrics, f"{card.architecture} on {dataset.name} ({args.split} split)")
+    out = Path(args.json_path) if args.json_path else Path(args.checkpoint) / "eval.json"
+    out.write_text(json.dumps(metrics, indent=2))
+    print(f"metrics written to {out}")
+    return 0

@@ -1,0 +1,72 @@
+"""Evaluate a model on a dataset split and present the result as a table (and JSON)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from pointserve.card import ModelCard
+from pointserve.data.base import PointCloudDataset
+from pointserve.training.loop import predict_logits
+from pointserve.training.metrics import classification_metrics, part_segmentation_metrics, restrict_to_category
+
+
+def metrics_from_logits(
+    logits: np.ndarray, labels: np.ndarray, seg: np.ndarray | None, card: ModelCard, dataset: PointCloudDataset
+) -> dict:
+    """Classification: accuracies. Part segmentation: mIoU with argmax restricted to each category's parts."""
+    if card.task == "classification":
+        return classification_metrics(logits.argmax(-1), labels, card.class_names)
+    if card.task == "part_segmentation":
+        parts = [card.category_parts[name] for name in card.class_names]
+        preds = restrict_to_category(logits, labels, parts)
+        return part_segmentation_metrics(preds, seg, labels, card.class_names, parts)
+    preds = logits.argmax(-1)
+    # Semantic segmentation: every label is a "part" of one scene category.
+    everything = [list(range(card.num_outputs))]
+    metrics = part_segmentation_metrics(preds, seg, np.zeros(len(preds), dtype=int), ["all"], everything)
+    return metrics
+
+
+def evaluate_model(
+    model: torch.nn.Module, card: ModelCard, dataset: PointCloudDataset, batch_size: int = 32, device: str = "cpu"
+) -> dict:
+    logits, labels, seg = predict_logits(
+        model, card.task, dataset, card.num_points, card.normalization, batch_size, device
+    )
+    return metrics_from_logits(logits, labels, seg, card, dataset)
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    """The few numbers worth a summary line (and the model card)."""
+    keys = ("overall_acc", "mean_class_acc", "instance_miou", "class_miou", "point_acc")
+    return {k: round(float(metrics[k]), 4) for k in keys if k in metrics}
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title)
+    if "per_class_acc" in metrics:
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        for name, acc in metrics["per_class_acc"].items():
+            table.add_row(name, f"{100 * acc:.2f}%")
+        table.add_section()
+        table.add_row("[b]overall accuracy[/b]", f"[b]{100 * metrics['overall_acc']:.2f}%[/b]")
+        table.add_row("[b]mean class accuracy[/b]", f"[b]{100 * metrics['mean_class_acc']:.2f}%[/b]")
+    else:
+        table.add_column("category")
+        table.add_column("mIoU", justify="right")
+        for name, miou in metrics["per_category_miou"].items():
+            table.add_row(name, f"{100 * miou:.2f}%")
+        table.add_section()
+        table.add_row("[b]instance mIoU[/b]", f"[b]{100 * metrics['instance_miou']:.2f}%[/b]")
+        table.add_row("[b]class mIoU[/b]", f"[b]{100 * metrics['class_miou']:.2f}%[/b]")
+        table.add_row("point accuracy", f"{100 * metrics['point_acc']:.2f}%")
+    table.caption = f"{metrics['num_samples']} samples"
+    return table
+
+
+def print_metrics(metrics: dict, title: str, console: Console | None = None) -> None:
+    (console or Console()).print(metrics_table(metrics, title))
