@@ -26,14 +26,7 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
 def _ensure_builtin() -> None:
     # Importing the modules registers their loaders; kept lazy so `import pointserve.data` stays cheap.
-    import importlib
-
-    for module in ("pointserve.data.shapes", "pointserve.data.readers"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # readers are being written
-            if exc.name != module:
-                raise
+    from pointserve.data import readers, shapes  # noqa: F401
 
 
 def load_dataset(name: str, split: str, **options: Any) -> PointCloudDataset:

@@ -1,0 +1,388 @@
+"""Point-cloud files: PLY, PCD, XYZ/TXT and NPY, read from a path or from uploaded bytes, and written.
+
+The service reads uploads with these functions and clients write their payloads with them, so every
+reader treats its input as untrusted: a malformed file raises :class:`DataError` naming the file and the
+problem, and no reader allocates from a count in a header before checking it against the bytes present.
+
+Shapes:
+    points returned: (N, C) float32, xyz in the first three columns. ``channels=3`` gives xyz,
+    ``channels=6`` xyz + normals (PLY ``nx ny nz``, PCD ``normal_x normal_y normal_z``; an error if the
+    file has none), ``channels=None`` every numeric per-point field (xyz, normals, then the rest in file
+    order). For XYZ/TXT/NPY, whose columns have no names, ``channels=k`` takes the first k columns.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import plyfile
+
+from pointserve.errors import DataError
+
+FORMATS = ("ply", "pcd", "xyz", "txt", "npy")
+_EXTENSIONS = {".ply": "ply", ".pcd": "pcd", ".xyz": "xyz", ".txt": "txt", ".pts": "xyz", ".csv": "txt", ".npy": "npy"}
+_NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
+_MAX_HEADER_BYTES = 65536
+
+Columns = dict[str, np.ndarray]
+
+
+def format_from_name(name: str | os.PathLike) -> str:
+    """The format of a file from its extension (``.ply .pcd .xyz .pts .txt .csv .npy``)."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise DataError(
+            f"{name}: unknown point-cloud file type {suffix or '(no extension)'!r}; known: {', '.join(_EXTENSIONS)}"
+        )
+    return _EXTENSIONS[suffix]
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a file, or a DataError naming it when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_point_cloud(
+    source: str | os.PathLike | bytes,
+    format: str | None = None,
+    *,
+    filename: str | None = None,
+    channels: int | None = 3,
+) -> np.ndarray:
+    """Read a point cloud from a path or from bytes; the format comes from ``format`` or the file name.
+
+    Shapes:
+        returns (N, channels) float32, or (N, C) with every field when ``channels`` is None.
+    """
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    name = filename or ("<upload>" if is_bytes else str(source))
+    if format is None and is_bytes and filename is None:
+        raise DataError("cannot tell the point-cloud format of raw bytes: give format= or filename=")
+    format = format or format_from_name(name)
+    data = bytes(source) if is_bytes else read_file_bytes(source)
+    return read_point_cloud_bytes(data, format, filename=name, channels=channels)
+
+
+def read_point_cloud_bytes(
+    data: bytes, format: str, *, filename: str | None = None, channels: int | None = 3
+) -> np.ndarray:
+    """Parse an in-memory point-cloud file (an upload). See :func:`read_point_cloud`."""
+    name = filename or "<upload>"
+    fmt = format.lower().lstrip(".")
+    if fmt not in _READERS:
+        raise DataError(f"{name}: unknown point-cloud format {format!r}; known: {', '.join(FORMATS)}")
+    if channels is not None and channels < 3:
+        raise DataError(f"{name}: channels must be at least 3 (xyz), got {channels}")
+    return _select_channels(_READERS[fmt](bytes(data), name), channels, name)
+
+
+def _select_channels(table: Columns | np.ndarray, channels: int | None, name: str) -> np.ndarray:
+    if isinstance(table, np.ndarray):  # unnamed columns: the first k
+        if table.shape[1] < (channels or 3):
+            raise DataError(f"{name}: has {table.shape[1]} values per point, expected at least {channels or 3}")
+        return np.ascontiguousarray(table[:, :channels] if channels else table, dtype=np.float32)
+    missing = [axis for axis in "xyz" if axis not in table]
+    if missing:
+        raise DataError(f"{name}: has no {', '.join(missing)} field (fields: {', '.join(table) or 'none'})")
+    order = ["x", "y", "z"]
+    normals = next((list(n) for n in _NORMAL_NAMES if all(k in table for k in n)), None)
+    if channels == 6 and normals is None:
+        raise DataError(f"{name}: has no normals (nx ny nz or normal_x normal_y normal_z); 6 channels were asked for")
+    order += normals or []
+    order += [key for key in table if key not in order]
+    if channels is not None and len(order) < channels:
+        raise DataError(f"{name}: has {len(order)} fields per point, expected at least {channels}")
+    picked = order[:channels] if channels else order
+    return np.stack([np.asarray(table[key], dtype=np.float32) for key in picked], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------- text
+
+
+def parse_numeric_text(
+    data: bytes,
+    name: str,
+    *,
+    dtype: type = np.float32,
+    delimiter: str | None = None,
+    min_columns: int = 1,
+    max_rows: int | None = None,
+    skip_header: bool = False,
+    first_line: int = 1,
+) -> np.ndarray:
+    """Parse rows of numbers separated by whitespace or commas (``delimiter=None``) or by ``delimiter``.
+
+    Blank lines and ``#`` comments are skipped; with ``skip_header`` a first line that is not numeric is
+    skipped. Every row must have the same number of values. ``first_line`` is the line number of
+    ``data``'s first line in its file, so errors name the right line.
+
+    Shapes:
+        returns (rows, columns) of ``dtype``; (0, min_columns) when there are no rows.
+    """
+    if delimiter is None and b"," in data:
+        data = data.replace(b",", b" ")
+    if skip_header:
+        data, first_line = _drop_text_header(data, first_line, delimiter)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": handled below
+            table = np.loadtxt(io.BytesIO(data), dtype=dtype, delimiter=delimiter, ndmin=2, max_rows=max_rows)
+    except (ValueError, OverflowError):
+        raise DataError(f"{name}: {_locate_text_error(data, dtype, delimiter, first_line)}") from None
+    if table.size == 0:
+        return np.zeros((0, min_columns), dtype=dtype)
+    if table.shape[1] < min_columns:
+        raise DataError(f"{name}: rows have {table.shape[1]} values, expected at least {min_columns}")
+    return table
+
+
+def _split_line(line: bytes, delimiter: str | None) -> list[bytes]:
+    line = line.split(b"#", 1)[0]
+    if delimiter is None:
+        return line.split()
+    return [] if not line.strip() else [t.strip() for t in line.split(delimiter.encode())]
+
+
+def _drop_text_header(data: bytes, first_line: int, delimiter: str | None) -> tuple[bytes, int]:
+    lines = data.split(b"\n")
+    for index, line in enumerate(lines):
+        tokens = _split_line(line, delimiter)
+        if not tokens:
+            continue
+        try:
+            [float(t) for t in tokens]
+        except ValueError:  # a column-name line such as "x y z": skip it, keep line numbers right
+            return b"\n".join(lines[index + 1 :]), first_line + index + 1
+        break
+    return data, first_line
+
+
+def _locate_text_error(data: bytes, dtype: type, delimiter: str | None, first_line: int) -> str:
+    """Find the line np.loadtxt rejected (its own row numbers skip blank lines) and say what is wrong."""
+    convert = int if np.issubdtype(dtype, np.integer) else float
+    width = None
+    for number, line in enumerate(data.split(b"\n"), start=first_line):
+        tokens = _split_line(line, delimiter)
+        if not tokens:
+            continue
+        if width is not None and len(tokens) != width:
+            return f"line {number} has {len(tokens)} values, expected {width}"
+        width = len(tokens)
+        for token in tokens:
+            try:
+                convert(token)
+            except ValueError:
+                return f"line {number}: {token.decode(errors='replace')[:40]!r} is not a number"
+    return "malformed numeric text"
+
+
+def _read_text(data: bytes, name: str) -> np.ndarray:
+    return parse_numeric_text(data, name, min_columns=3, skip_header=True)
+
+
+# ------------------------------------------------------------------------------------------------------------ npy
+
+
+def _read_npy(data: bytes, name: str) -> np.ndarray:
+    # np.load would allocate the array the header declares before reading it; check the header first.
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran_order, dtype = read_header[version](stream)
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise DataError(f"{name}: not a valid .npy file ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "fiu":
+        raise DataError(f"{name}: .npy array has dtype {dtype}, expected a float or integer array")
+    if len(shape) != 2 or shape[1] < 3:
+        raise DataError(f"{name}: .npy array has shape {shape}, expected (N, C) with C >= 3")
+    count = int(np.prod(shape))
+    body = memoryview(data)[stream.tell() :]
+    if len(body) < count * dtype.itemsize:
+        raise DataError(
+            f"{name}: truncated .npy: shape {shape} needs {count * dtype.itemsize} bytes, found {len(body)}"
+        )
+    array = np.frombuffer(body, dtype=dtype, count=count).reshape(shape, order="F" if fortran_order else "C")
+    return array.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------------ ply
+
+
+def _read_ply(data: bytes, name: str) -> Columns:
+    # The header is parsed by plyfile; the vertex rows are read with numpy because plyfile reads in-memory
+    # streams one value at a time (seconds for a large upload). Odd layouts fall back to plyfile entirely.
+    match = re.search(rb"(?:^|\n|\r)end_header(\r\n|\n|\r)", data[:_MAX_HEADER_BYTES])
+    if not data.startswith(b"ply"):
+        raise DataError(f"{name}: not a PLY file (it must start with 'ply')")
+    if match is None:
+        raise DataError(f"{name}: PLY header has no end_header line in its first {_MAX_HEADER_BYTES} bytes")
+    try:
+        header = plyfile.PlyData._parse_header(io.BytesIO(data[: match.end()]))
+    except (plyfile.PlyParseError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{name}: bad PLY header: {exc}") from None
+    body = memoryview(data)[match.end() :]
+    elements = list(header.elements)
+    _check_ply_sizes(elements, header.text, len(body), name)
+    vertex_index = next((i for i, e in enumerate(elements) if e.name == "vertex"), None)
+    if vertex_index is None:
+        raise DataError(f"{name}: PLY file has no 'vertex' element")
+    vertex = elements[vertex_index]
+    before = elements[:vertex_index]
+
+    def has_lists(element: plyfile.PlyElement) -> bool:
+        return any(isinstance(p, plyfile.PlyListProperty) for p in element.properties)
+
+    if has_lists(vertex) or (not header.text and any(has_lists(e) for e in before)):
+        return _read_ply_with_plyfile(data, name)
+    names = [p.name for p in vertex.properties]
+    if header.text:
+        rows_before = sum(e.count for e in before)
+        text = bytes(body)
+        parts = text.split(b"\n", rows_before)
+        if len(parts) <= rows_before:
+            raise DataError(f"{name}: PLY ends before its vertex rows")
+        first_line = data[: match.end()].count(b"\n") + 1 + rows_before
+        table = parse_numeric_text(parts[-1], name, dtype=np.float64, max_rows=vertex.count, first_line=first_line)
+        if vertex.count and table.shape != (vertex.count, len(names)):
+            raise DataError(
+                f"{name}: PLY vertex rows have shape {table.shape}, header says {vertex.count} rows of {len(names)}"
+            )
+        return {key: table[:, i] for i, key in enumerate(names)} if vertex.count else _empty(names)
+    dtype = vertex.dtype(header.byte_order)
+    offset = sum(e.count * e.dtype(header.byte_order).itemsize for e in before)
+    array = np.frombuffer(body, dtype=dtype, count=vertex.count, offset=offset)
+    return {key: array[key] for key in names}
+
+
+def _empty(names: Sequence[str]) -> Columns:
+    return {key: np.zeros(0, dtype=np.float32) for key in names}
+
+
+def _check_ply_sizes(elements: list, text: bool, body_bytes: int, name: str) -> None:
+    """Reject element counts the bytes after the header cannot hold (before anything is allocated)."""
+    needed = 0
+    for element in elements:
+        if element.count < 0:
+            raise DataError(f"{name}: PLY element {element.name!r} has a negative count")
+        if text:  # at least one character and one separator per value
+            row = 2 * len(element.properties)
+        else:
+            row = sum(
+                np.dtype(p.len_dtype).itemsize
+                if isinstance(p, plyfile.PlyListProperty)
+                else np.dtype(p.val_dtype).itemsize
+                for p in element.properties
+            )
+        needed += element.count * row
+    if needed > body_bytes + (1 if text else 0):
+        raise DataError(
+            f"{name}: PLY header declares more data than the file holds (at least {needed} bytes, found {body_bytes}):"
+            " truncated or corrupt"
+        )
+
+
+def _read_ply_with_plyfile(data: bytes, name: str) -> Columns:
+    try:
+        ply = plyfile.PlyData.read(io.BytesIO(data))
+    except (plyfile.PlyParseError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{name}: malformed PLY: {exc}") from None
+    vertex = ply["vertex"]
+    return {p.name: vertex.data[p.name] for p in vertex.properties if not isinstance(p, plyfile.PlyListProperty)}
+
+
+# ------------------------------------------------------------------------------------------------------------ pcd
+
+
+def _read_pcd_lazily(data: bytes, name: str) -> Columns:
+    # pcd.py imports helpers from this module, so it is imported on first use rather than at the top.
+    from pointserve.data.pcd import read_pcd_columns
+
+    return read_pcd_columns(data, name)
+
+
+_READERS = {"ply": _read_ply, "pcd": _read_pcd_lazily, "xyz": _read_text, "txt": _read_text, "npy": _read_npy}
+
+
+# ---------------------------------------------------------------------------------------------------------- write
+
+
+def default_channel_names(channels: int, format: str = "ply") -> list[str]:
+    """x y z, then normals for channels 3..5 (the pointserve layout), then c6, c7, ..."""
+    normals = ["normal_x", "normal_y", "normal_z"] if format == "pcd" else ["nx", "ny", "nz"]
+    return (["x", "y", "z"] + normals + [f"c{i}" for i in range(6, channels)])[:channels]
+
+
+def point_cloud_to_bytes(
+    points: np.ndarray, format: str, *, binary: bool = True, channel_names: Sequence[str] | None = None
+) -> bytes:
+    """Serialise ``points`` (N, C >= 3) to a PLY, PCD, XYZ/TXT or NPY file's bytes (binary PLY is little endian)."""
+    fmt = format.lower().lstrip(".")
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3 or points.dtype.kind not in "fiu":
+        raise DataError(f"points must be a numeric (N, C >= 3) array, got {points.dtype} {points.shape}")
+    points = points.astype(np.float32)
+    names = list(channel_names or default_channel_names(points.shape[1], fmt))
+    if len(names) != points.shape[1]:
+        raise DataError(f"{len(names)} channel names for {points.shape[1]} channels")
+    if fmt == "ply":
+        rows = np.empty(len(points), dtype=[(key, "<f4") for key in names])
+        for i, key in enumerate(names):
+            rows[key] = points[:, i]
+        stream = io.BytesIO()
+        plyfile.PlyData([plyfile.PlyElement.describe(rows, "vertex")], text=not binary, byte_order="<").write(stream)
+        return stream.getvalue()
+    if fmt == "pcd":
+        k, n = len(names), len(points)
+        header = (
+            f"# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS {' '.join(names)}\n"
+            f"SIZE {' '.join(['4'] * k)}\n"
+            f"TYPE {' '.join(['F'] * k)}\nCOUNT {' '.join(['1'] * k)}\nWIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\n"
+            f"POINTS {n}\nDATA {'binary' if binary else 'ascii'}\n"
+        ).encode()
+        return header + (points.astype("<f4").tobytes() if binary else _text_rows(points))
+    if fmt in ("xyz", "txt"):
+        return _text_rows(points)
+    if fmt == "npy":
+        stream = io.BytesIO()
+        np.save(stream, points, allow_pickle=False)
+        return stream.getvalue()
+    raise DataError(f"unknown point-cloud format {format!r}; known: {', '.join(FORMATS)}")
+
+
+def _text_rows(points: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.savetxt(stream, points, fmt="%.9g")  # 9 significant digits round-trip float32 exactly
+    return stream.getvalue()
+
+
+def write_point_cloud(
+    path: str | os.PathLike,
+    points: np.ndarray,
+    format: str | None = None,
+    *,
+    binary: bool = True,
+    channel_names: Sequence[str] | None = None,
+) -> Path:
+    """Write ``points`` (N, C >= 3) to ``path``; the format comes from ``format`` or the extension."""
+    path = Path(path)
+    path.write_bytes(
+        point_cloud_to_bytes(points, format or format_from_name(path), binary=binary, channel_names=channel_names)
+    )
+    return path
