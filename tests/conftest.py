@@ -1,4 +1,8 @@
-"""Shared fixtures: built once per session (tiny trained models, a tiny repository)."""
+"""Shared test setup: GPU tests skip cleanly without a GPU; torch runs on one thread.
+
+One torch thread: the suite's tensors are tiny, and on a 2-core machine two intra-op threads per test
+mostly wait for each other (measured here: 6 ms vs 61 ms per small PointNet forward pass).
+"""
 
 from __future__ import annotations
 
@@ -25,3 +29,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:  # the slim serving environment has no torch
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

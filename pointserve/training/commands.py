@@ -17,8 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--model", help="pointnet_cls (default), pointnet_partseg or pointnet_seg")
     train.add_argument("--dataset", help="dataset name (default shapes); see pointserve.data.DATASETS")
     train.add_argument("--data-root", dest="data_root", help="folder of an on-disk dataset")
-    train.add_argument("--num-points", dest="num_points", type=int, help="points per cloud (default 512)")
-    train.add_argument("--samples-per-class", dest="samples_per_class", type=int, help="shapes: objects per class")
+    train.add_argument("--num-points", dest="num_points", type=int, help="points per cloud (default 256)")
+    train.add_argument(
+        "--samples-per-class", dest="samples_per_class", type=int, help="shapes: train objects per class"
+    )
+    train.add_argument(
+        "--test-samples-per-class", dest="test_samples_per_class", type=int, help="shapes: test objects per class"
+    )
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--optimizer", choices=["adam", "adamw"])
@@ -51,13 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from pointserve.training.config import TrainConfig
-    from pointserve.training.evaluate import print_metrics
-    from pointserve.training.trainer import Trainer
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"config", "handler", "command"}}
     if overrides.get("output_dir") is None and overrides.get("model"):
         overrides["output_dir"] = f"runs/{overrides['model']}"
-    config = TrainConfig.from_sources(args.config, overrides)
+    config = TrainConfig.from_sources(args.config, overrides)  # validated before torch is imported
+
+    from pointserve.training.evaluate import print_metrics
+    from pointserve.training.trainer import Trainer
+
     metrics = Trainer(config).run()
     if metrics:
         print_metrics(metrics, f"{config.model} on {config.dataset} (test split, best epoch)")

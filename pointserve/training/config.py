@@ -27,8 +27,9 @@ class TrainConfig(BaseModel):
     dropout: float = Field(0.3, ge=0, lt=1)
     dataset: str = "shapes"
     data_root: str | None = None
-    num_points: int = Field(512, gt=0)
+    num_points: int = Field(256, gt=0)
     samples_per_class: int | None = Field(None, gt=0, description="shapes only: objects per class (train split)")
+    test_samples_per_class: int | None = Field(None, gt=0, description="shapes only: objects per class (test split)")
     epochs: int = Field(6, gt=0)
     batch_size: int = Field(32, gt=1)
     optimizer: Literal["adam", "adamw"] = "adam"

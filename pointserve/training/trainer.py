@@ -112,7 +112,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, console: Console | None = None):
         self.config = config
-        self.console = console or Console()
+        self.console = console or Console(soft_wrap=True)
         self.device = resolve_device(config.device)
         self.amp = config.amp if config.amp is not None else self.device.startswith("cuda")
         self.out = Path(config.output_dir)
@@ -147,7 +147,7 @@ class Trainer:
         options = {"root": cfg.data_root, "task": cfg.task, "num_points": cfg.num_points, "seed": cfg.seed}
         with self.console.status(f"loading {cfg.dataset} ({cfg.task})"):
             train_set = load_dataset(cfg.dataset, "train", samples_per_class=cfg.samples_per_class, **options)
-            test_set = load_dataset(cfg.dataset, "test", **options)
+            test_set = load_dataset(cfg.dataset, "test", samples_per_class=cfg.test_samples_per_class, **options)
         model = get_model(cfg.model, **_model_config(cfg, train_set)).to(self.device)
         card = ModelCard(
             architecture=cfg.model,

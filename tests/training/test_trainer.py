@@ -11,7 +11,7 @@ from pointserve.training.checkpoint import load_checkpoint
 from pointserve.training.config import TrainConfig
 from pointserve.training.trainer import Trainer
 
-TINY = dict(samples_per_class=3, num_points=64, batch_size=8, threads=1)
+TINY = dict(samples_per_class=3, test_samples_per_class=2, num_points=64, batch_size=8, threads=1)
 
 
 @pytest.fixture(scope="module")
