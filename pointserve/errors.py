@@ -57,6 +57,14 @@ class InputError(PointServeError):
     """A request's input is invalid (shape, values, size, category, ...)."""
 
 
+class PayloadTooLargeError(InputError):
+    """A request body (or a cloud in it) is larger than the configured limit."""
+
+
+class UnsupportedMediaTypeError(InputError):
+    """A request's content type (or an uploaded file's format) is not one the endpoint reads."""
+
+
 class ServiceUnavailableError(PointServeError):
     """The service cannot take the request now (queue full, shutting down, model not ready)."""
 

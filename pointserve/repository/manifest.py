@@ -57,6 +57,9 @@ class BuildInfo(_Record):
     max_shape: dict[str, list[int]] = Field(default_factory=dict)
     workspace_mib: int | None = None
     build_time_s: float | None = None
+    builder_flags: list[str] = Field(default_factory=list, description='e.g. ["TF32"] for a tf32 build')
+    cuda_driver_version: str | None = None
+    built_utc: str | None = None
 
 
 class AccuracyInfo(_Record):

@@ -1,0 +1,240 @@
+"""``pointserve build``, ``pointserve evaluate-variants`` and ``pointserve doctor``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pointserve.repository.commands import DEFAULT_REPOSITORY
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a version folder (repository/NAME/N), a model folder (latest) or a model name")
+    parser.add_argument("--repository", default=DEFAULT_REPOSITORY, help="repository folder for model names")
+    parser.add_argument("--version", type=int, help="version number (default: the latest)")
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build a model version's variants: ONNX fp16/int8 (onnxruntime, default) or TensorRT plans",
+        description="onnxruntime (default): make sure the fp32, fp16 and int8 ONNX variants exist. "
+        "tensorrt: build one plan per precision from the matching ONNX variant (needs a GPU and TensorRT).",
+    )
+    _add_model_args(build)
+    build.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
+    build.add_argument("--precision", default="all", help="fp32, tf32, fp16, int8, a comma list, or all (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild variants that already exist")
+    build.add_argument("--checkpoint", help="also keep this checkpoint's weights as the fp32-torch reference variant")
+    calib = build.add_argument_group("int8 calibration")
+    calib.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default=None)
+    calib.add_argument("--calibration-samples", type=int, default=None, help="clouds in the calibration set")
+    calib.add_argument("--calibration-seed", type=int, default=None)
+    calib.add_argument("--data-root", help="folder of an on-disk training dataset (for the calibration set)")
+    trt = build.add_argument_group("tensorrt")
+    for flag in ("min-batch", "opt-batch", "max-batch", "min-points", "opt-points", "max-points"):
+        trt.add_argument(f"--{flag}", type=int, dest=flag.replace("-", "_"))
+    trt.add_argument("--workspace-mib", type=int, default=None, help="builder workspace limit (default 2048)")
+    trt.add_argument("--timing-cache-dir", help="default <repository>/.cache/tensorrt")
+    build.set_defaults(handler=_build)
+
+    evaluate = subparsers.add_parser(
+        "evaluate-variants",
+        help="each variant's accuracy on the test split (ONNX Runtime CPU) next to PyTorch fp32; saved in the manifest",
+    )
+    _add_model_args(evaluate)
+    evaluate.add_argument("--dataset", help="dataset name (default: the card's)")
+    evaluate.add_argument("--data-root", help="folder of an on-disk dataset")
+    evaluate.add_argument("--max-samples", type=int, help="evaluate a fixed seeded subset of this many clouds")
+    evaluate.add_argument("--checkpoint", help="PyTorch reference checkpoint (default: the fp32-torch variant)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    evaluate.add_argument("--variants", help="comma list of variants (default: all)")
+    evaluate.add_argument("--no-write", action="store_true", help="print only; leave the manifest as it is")
+    evaluate.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    evaluate.set_defaults(handler=_evaluate)
+
+    doctor = subparsers.add_parser("doctor", help="environment report; with a model, measured throughput tables")
+    doctor.add_argument("model", nargs="?", help="model for --throughput / --gpu")
+    doctor.add_argument("--repository", default=DEFAULT_REPOSITORY)
+    doctor.add_argument("--version", type=int)
+    doctor.add_argument("--throughput", action="store_true", help="PyTorch eager vs ONNX Runtime CPU variants")
+    doctor.add_argument("--gpu", action="store_true", help="build all four TensorRT precisions, check and time them")
+    doctor.add_argument("--checkpoint", help="PyTorch checkpoint for the eager row (default: fp32-torch variant)")
+    doctor.add_argument("--batches", type=_int_list, default=[1, 8, 32], help="comma list (default 1,8,32)")
+    doctor.add_argument("--num-points", type=int, default=1024)
+    doctor.add_argument("--repeats", type=int, default=10, help="timed calls per cell (median reported)")
+    doctor.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
+    doctor.add_argument("--cuda-graph", action="store_true", help="TensorRT runners replay CUDA graphs")
+    doctor.set_defaults(handler=_doctor)
+
+
+def _resolve(args: argparse.Namespace):
+    from pointserve.repository.commands import resolve_model_version
+
+    return resolve_model_version(args.model, args.repository, args.version)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pointserve.engines.build import build_tensorrt_plans, ensure_onnx_variants, expand_precisions
+    from pointserve.engines.selection import add_reference_weights
+
+    console = Console()
+    model_version = _resolve(args)
+    precisions = expand_precisions(args.precision.split(",") if "," in args.precision else args.precision, args.backend)
+    calibration = {
+        key: value
+        for key, value in (
+            ("method", args.calibration_method),
+            ("num_samples", args.calibration_samples),
+            ("seed", args.calibration_seed),
+        )
+        if value is not None
+    }
+    calibration["progress"] = True
+    if args.data_root:
+        calibration["dataset_root"] = args.data_root
+    if args.checkpoint:
+        add_reference_weights(model_version, args.checkpoint)
+    if args.backend == "onnxruntime":
+        steps = ensure_onnx_variants(
+            model_version, precisions, force=args.force, calibration=calibration, log=console.print
+        )
+    else:
+        from pointserve.engines.trt_plan import profile_from_flags
+
+        card = model_version.card
+        profile = profile_from_flags(
+            card.num_points,
+            channels=card.in_channels,
+            needs_category=card.needs_category,
+            min_batch=args.min_batch,
+            opt_batch=args.opt_batch,
+            max_batch=args.max_batch,
+            min_points=args.min_points,
+            opt_points=args.opt_points,
+            max_points=args.max_points,
+        )
+        steps = build_tensorrt_plans(
+            model_version,
+            precisions,
+            profile,
+            workspace_mib=args.workspace_mib or 2048,
+            timing_cache_dir=args.timing_cache_dir,
+            force=args.force,
+            calibration=calibration,
+            log=console.print,
+        )
+    table = Table(title=f"{model_version.name} v{model_version.version}: {args.backend} variants")
+    for column in ("variant", "action", "seconds", "detail"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(step.variant, step.action, f"{step.seconds:.1f}" if step.seconds else "-", step.detail)
+    console.print(table)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pointserve.engines.evaluate import accuracy_markdown, accuracy_table, evaluate_variants
+
+    console = Console()
+    model_version = _resolve(args)
+    reference, results, notes = evaluate_variants(
+        model_version,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        max_samples=args.max_samples,
+        checkpoint=args.checkpoint,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        variants=args.variants.split(",") if args.variants else None,
+        write=not args.no_write,
+    )
+    console.print(accuracy_table(model_version.card, reference, results))
+    for note in notes:
+        console.print(f"[yellow]{note}")
+    if args.markdown:
+        print(accuracy_markdown(model_version.card, reference, results))
+    if not args.no_write:
+        console.print(f"written to {model_version.manifest_path}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pointserve.engines import doctor
+    from pointserve.errors import ConfigError
+
+    console = Console()
+    table = Table(title="pointserve doctor")
+    table.add_column("item")
+    table.add_column("value")
+    for key, value in doctor.environment_rows():
+        table.add_row(key, value)
+    console.print(table)
+    if not (args.throughput or args.gpu):
+        return 0
+    if not args.model:
+        raise ConfigError("--throughput and --gpu need a model (a version folder or a name)")
+    model_version = _resolve(args)
+    card = model_version.card
+    num_categories = len(card.class_names) if card.needs_category else 0
+    max_batch = max(args.batches)
+    if args.throughput:
+        runners = doctor.cpu_runners(model_version, args.checkpoint, None, max_batch, args.num_points, args.threads)
+        rows = doctor.measure_throughput(
+            runners, args.batches, args.num_points, num_categories=num_categories, repeats=args.repeats
+        )
+        title = f"CPU throughput, N={args.num_points}, one process, median of {args.repeats}"
+        console.print(doctor.throughput_table(rows, title))
+    if args.gpu:
+        _doctor_gpu(args, console, model_version, max_batch, num_categories)
+    return 0
+
+
+def _doctor_gpu(args, console, model_version, max_batch: int, num_categories: int) -> None:
+    from pointserve.engines import doctor
+    from pointserve.engines.build import build_tensorrt_plans
+    from pointserve.engines.selection import create_runner
+    from pointserve.engines.trt_plan import TENSORRT_PRECISIONS, profile_from_flags, tensorrt_variant_name
+
+    card = model_version.card
+    profile = profile_from_flags(
+        card.num_points,
+        channels=card.in_channels,
+        needs_category=card.needs_category,
+        max_batch=max_batch,
+        opt_points=args.num_points,
+        max_points=max(args.num_points, card.num_points),
+    )
+    steps = build_tensorrt_plans(model_version, TENSORRT_PRECISIONS, profile, log=console.print)
+    for step in steps:
+        console.print(f"{step.variant}: {step.action} {f'in {step.seconds:.1f} s' if step.seconds else ''}")
+    plans = [tensorrt_variant_name(p) for p in TENSORRT_PRECISIONS]
+    for name, diff, agreement in doctor.check_plans_against_fp32(model_version, plans, args.num_points):
+        console.print(f"{name}: max |Δlogit| vs fp32 ONNX = {diff:.3e}, argmax agreement {100 * agreement:.2f}%")
+    runners = {
+        name: create_runner(model_version, name, backend="tensorrt", max_batch=max_batch, cuda_graph=args.cuda_graph)
+        for name in plans
+    }
+    for runner in runners.values():
+        runner.load()
+    try:
+        rows = doctor.measure_throughput(
+            runners, args.batches, args.num_points, num_categories=num_categories, repeats=args.repeats
+        )
+    finally:
+        for runner in runners.values():
+            runner.close()
+    title = f"TensorRT throughput (host to host), N={args.num_points}, median of {args.repeats}"
+    console.print(doctor.throughput_table(rows, title))
