@@ -18,6 +18,12 @@ from pointserve.errors import PointServeError
 COMMAND_MODULES = (
     "pointserve.training.commands",
     "pointserve.models.commands",
+    "pointserve.export.commands",
+    "pointserve.calibration.commands",
+    "pointserve.engines.commands",
+    "pointserve.repository.commands",
+    "pointserve.service.commands",
+    "pointserve.bench.commands",
 )
 
 

@@ -47,9 +47,11 @@ class SharedMLP(nn.Module):
         self.last_relu = last_relu
         self.out_channels = in_channels
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """Apply layers ``start, start + 1, ...`` to ``x``, the input of layer ``start``."""
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        for i in range(start, len(self.layers)):
+            layer = self.layers[i]
             x = layer.bn(layer.conv(x))
             if i < last or self.last_relu:
                 x = torch.relu(x)
@@ -192,17 +194,34 @@ class PointNetSegmenter(nn.Module):
             self.register_buffer("category_eye", torch.eye(num_categories), persistent=False)
 
     def forward_with_transform(self, points: Tensor, category: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        num_points = points.shape[1]
         global_feature, point_feature, feature_transform = self.encoder(points)
-        features = [global_feature.unsqueeze(2).expand(-1, -1, num_points), point_feature]
+        context = [global_feature]
         if self.num_categories:
             if category is None:
                 raise ValueError("part segmentation needs the object category")
-            one_hot = self.category_eye[category.long()]
-            features.append(one_hot.unsqueeze(2).expand(-1, -1, num_points))
-        x = torch.cat(features, dim=1)
-        logits = self.classifier(self.head(x)).transpose(1, 2)
+            context.append(self.category_eye[category.long()])
+        x = self._first_head_layer(point_feature, torch.cat(context, dim=1))
+        x = self.head(x, start=1)
+        logits = self.classifier(x).transpose(1, 2)
         return logits, feature_transform
 
     def forward(self, points: Tensor, category: Tensor | None = None) -> Tensor:
         return self.forward_with_transform(points, category)[0]
+
+    def _first_head_layer(self, point_feature: Tensor, context: Tensor) -> Tensor:
+        """The head's first 1x1 convolution over [global, point feature, category], computed without
+        repeating the per-cloud part for every point.
+
+        The global feature and the category are the same for every point of a cloud, so their share of the
+        convolution is one (B, 512) matrix product per cloud, broadcast over the points. Exactly the same
+        function as convolving the concatenation (the weights are the same 1088(+K)-column kernel), at half
+        the cost of the whole network: it was 1024 x 512 multiply-adds per point.
+
+        Shapes: point_feature (B, 64, N), context (B, 1024 + K) -> (B, 512, N)
+        """
+        layer = self.head.layers[0]
+        weight = layer.conv.weight.squeeze(2)  # (512, 1024 + 64 + K), columns [global, point, category]
+        g, p = self.encoder.global_channels, self.encoder.point_channels
+        per_point = torch.nn.functional.conv1d(point_feature, layer.conv.weight[:, g : g + p])
+        per_cloud = context @ torch.cat([weight[:, :g], weight[:, g + p :]], dim=1).T + layer.conv.bias
+        return torch.relu(layer.bn(per_point + per_cloud.unsqueeze(2)))

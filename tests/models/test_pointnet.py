@@ -123,3 +123,24 @@ def test_bad_configurations_are_rejected() -> None:
         get_model("pointnet_cls", num_classes=3, layout="tensorflow")
     with pytest.raises(ValueError, match="xyz"):
         get_model("pointnet_cls", num_classes=3, in_channels=2)
+
+
+def test_segmentation_head_equals_the_convolution_over_the_concatenation():
+    """The head computes the per-cloud share of its first layer once per cloud; it must equal the paper's
+    1x1 convolution over [global feature repeated per point, point feature, one-hot category]."""
+    torch.manual_seed(0)
+    model = get_model("pointnet_partseg", num_parts=7, num_categories=3).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    points, category = torch.randn(3, 50, 3), torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        global_feature, point_feature, _ = model.encoder(points)
+        one_hot = torch.nn.functional.one_hot(category, 3).float()
+        concat = torch.cat(
+            [global_feature.unsqueeze(2).expand(-1, -1, 50), point_feature, one_hot.unsqueeze(2).expand(-1, -1, 50)],
+            dim=1,
+        )
+        expected = model.classifier(model.head(concat)).transpose(1, 2)
+        assert torch.allclose(model(points, category), expected, atol=1e-5)

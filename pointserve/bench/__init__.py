@@ -1,0 +1,1 @@
+"""Engine benchmarks: timing helpers and (later) the trtexec-style ``pointserve bench`` report."""

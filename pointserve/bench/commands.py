@@ -1,0 +1,194 @@
+"""``pointserve bench``: trtexec-style engine benchmark of a repository variant or a bare ``.onnx`` / ``.plan``,
+and ``--compare`` across variants, backends and batch sizes. Heavy imports happen in the handler."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from pointserve.errors import ConfigError
+
+TAG = "pointserve.bench"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(0 < v < 100 for v in values):
+        raise argparse.ArgumentTypeError(f"percentiles must lie in (0, 100), got {text!r}")
+    return values
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+        return value
+
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark an engine like trtexec (throughput, latency percentiles); --compare variants",
+        description=(
+            "Time a repository variant (MODEL_DIR[:variant]) or a bare .onnx / .plan file on a backend and print "
+            "a trtexec-style performance summary. With --compare (or several targets, batch sizes or backends) "
+            "every case runs in this one process, interleaved in rounds, and one table of throughput and "
+            "manifest accuracy is printed and charted to a PNG."
+        ),
+    )
+    parser.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="MODEL_DIR[:variant] (version or model folder), FILE.onnx or FILE.plan",
+    )
+    parser.add_argument("--backend", help="onnxruntime, tensorrt or torch (comma-separated with --compare)")
+    parser.add_argument("--providers", help="ONNX Runtime providers: cpu (default), cuda, tensorrt (comma-separated)")
+    parser.add_argument("--batch", type=_int_list, default=[1], help="clouds per query; a list compares (default 1)")
+    parser.add_argument("--points", type=int, help="points per cloud (default: the model's training size)")
+    parser.add_argument("--warmup", type=_positive(float), default=200.0, metavar="MS", help="warm-up (default 200 ms)")
+    parser.add_argument(
+        "--duration", type=_positive(float), default=3.0, metavar="S", help="measure at least this long (default 3 s)"
+    )
+    parser.add_argument("--iterations", type=int, default=10, help="measure at least this many queries (default 10)")
+    parser.add_argument("--threads", type=int, help="intra-op threads per runner (default: the runtime's choice)")
+    parser.add_argument("--streams", type=int, default=1, help="parallel streams, each with its own runner (default 1)")
+    parser.add_argument(
+        "--percentile", type=_float_list, default=[90.0, 95.0, 99.0], help="latency percentiles (default 90,95,99)"
+    )
+    parser.add_argument("--export-json", metavar="FILE", help="write options, summary and every query's times")
+    parser.add_argument(
+        "--compare",
+        nargs="?",
+        const="all",
+        metavar="VARIANTS",
+        help="compare variants of a model folder: comma-separated names, or all runnable ones (the default)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds with --compare (default 5)")
+    parser.add_argument("--plot", metavar="PNG", help="chart of the comparison (default bench-compare.png)")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each shape as a CUDA graph")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input clouds")
+    parser.add_argument(
+        "--max-time", type=_positive(float), default=600.0, metavar="S", help="hard limit on measuring (default 600 s)"
+    )
+    parser.add_argument(
+        "--cov-threshold", type=_positive(float), default=1.0, metavar="PCT", help="warn above this CoV (default 1%%)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="with --compare, also each case's full summary")
+    parser.set_defaults(handler=run_bench)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed, for the report header and the JSON (sys.argv is not ours inside tests)."""
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("pointserve", "__main__.py")) else None
+    return "pointserve " + shlex.join(argv) if argv else f"pointserve bench {' '.join(args.targets)}"
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from pointserve.bench.engine_bench import BenchConfig, run_benchmark
+    from pointserve.bench.report import device_info, export_json, format_report
+    from pointserve.bench.targets import resolve_targets
+
+    if args.iterations < 1 or args.streams < 1 or (args.threads is not None and args.threads < 1):
+        raise ConfigError("--iterations, --streams and --threads must be at least 1")
+    if args.points is not None and args.points < 1:
+        raise ConfigError("--points must be at least 1")
+    providers = tuple(p.strip() for p in (args.providers or "").split(",") if p.strip())
+    backends = [b.strip() for b in (args.backend or "").split(",") if b.strip()]
+    config = BenchConfig(
+        batch=args.batch[0],
+        num_points=args.points,
+        warmup_ms=args.warmup,
+        duration_s=args.duration,
+        iterations=args.iterations,
+        streams=args.streams,
+        threads=args.threads,
+        percentiles=tuple(args.percentile),
+        seed=args.seed,
+        max_time_s=args.max_time,
+        cov_threshold_pct=args.cov_threshold,
+    )
+    targets = []
+    for spec in args.targets:
+        targets += resolve_targets(
+            spec,
+            variants=args.compare,
+            backends=backends or None,
+            providers=providers,
+            threads=args.threads,
+            max_batch=max(args.batch),
+            max_points=args.points,
+            cuda_graph=args.cuda_graph,
+        )
+    command = command_line(args)
+    print(f"&&&& RUNNING {TAG} # {command}", flush=True)
+    compare = args.compare is not None or len(targets) > 1 or len(args.batch) > 1
+    if not compare:
+        result = run_benchmark(targets[0], config)
+        device = device_info(result.gpu_phases or result.target.backend == "tensorrt")
+        print(format_report(result, device))
+        results = [result]
+    else:
+        results, device = _compare(args, targets, config)
+    if args.export_json:
+        path = export_json(args.export_json, results, device, command, mode="compare" if compare else "single")
+        print(f"JSON written to {path}")
+    print(f"&&&& PASSED {TAG} # {command}", flush=True)
+    return 0
+
+
+def _compare(args: argparse.Namespace, targets: list, config) -> tuple[list, dict]:
+    from pointserve.bench.compare import format_table, run_interleaved
+    from pointserve.bench.plots import compare_chart
+    from pointserve.bench.report import device_info, device_lines, format_report
+
+    def progress(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    results = run_interleaved(targets, args.batch, config, rounds=args.rounds, progress=progress)
+    device = device_info(any(r.gpu_phases or r.target.backend == "tensorrt" for r in results))
+    if args.verbose:
+        for result in results:
+            print(format_report(result, device, explain=False))
+            print()
+    print("\n".join(device_lines(device)))
+    print(
+        f"=== Comparison: {len(results)} cases, {args.rounds} interleaved rounds, "
+        f"{config.duration_s:g} s per case, points {results[0].num_points}, streams {config.streams} ==="
+    )
+    print(format_table(results))
+    unstable = [r for r in results if r.warnings]
+    if unstable:
+        print(f"[W] {len(unstable)} of {len(results)} cases are unstable (CoV above {config.cov_threshold_pct:g}%)")
+    names = sorted({t.label.split(":")[0] for t in targets})
+    threads = config.threads if config.threads is not None else "default"
+    title = (
+        f"{', '.join(names)}: {results[0].num_points} points, threads {threads}, streams {config.streams}, "
+        f"{device['cpu']} ({device['usable_cpus']} usable CPUs)"
+    )
+    path = compare_chart(results, args.plot or "bench-compare.png", title=title)
+    print(f"Chart written to {path}")
+    return results, device
+
+
+__all__ = ["register", "run_bench"]
