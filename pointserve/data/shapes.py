@@ -74,7 +74,7 @@ def _mug(rng) -> PartList:
     r, h = rng.uniform(0.3, 0.45), rng.uniform(0.6, 1.0)
     return [
         ("body", [Frustum((0, 0, 0), r, r * rng.uniform(1.0, 1.15), h, cap_top=False)]),
-        ("handle", [TorusArc((r, h * 0.5, 0), h * rng.uniform(0.2, 0.3), rng.uniform(0.03, 0.06))]),
+        ("handle", [TorusArc((r, h * 0.5, 0), h * rng.uniform(0.28, 0.38), rng.uniform(0.04, 0.07))]),
     ]
 
 

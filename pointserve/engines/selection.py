@@ -25,10 +25,10 @@ from pointserve.engines.trt_plan import (
     tensorrt_variant_name,
 )
 from pointserve.errors import ConfigError, EngineCompatibilityError, ModelNotFoundError
+from pointserve.repository.manifest import REFERENCE_VARIANT
 from pointserve.repository.store import ModelVersion
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
-REFERENCE_VARIANT = "fp32-torch"
 
 
 @dataclass(frozen=True)

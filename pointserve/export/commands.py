@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 DEFAULT_REPOSITORY = "repository"
-_TASK_SUFFIX = {"classification": "cls", "part_segmentation": "partseg", "semantic_segmentation": "seg"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,35 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_export)
 
 
-def default_model_name(card) -> str:
-    return f"{card.dataset or card.architecture}-{_TASK_SUFFIX.get(card.task, card.task)}"
-
-
 def _export(args: argparse.Namespace) -> int:
-    import tempfile
-
     from rich.console import Console
     from rich.table import Table
 
-    from pointserve.export.onnx_export import DEFAULT_OPSET, export_model
-    from pointserve.repository.store import Repository, check_name
-    from pointserve.training.checkpoint import load_checkpoint
+    from pointserve.repository.publish import publish_checkpoint
 
     console = Console()
-    model, card = load_checkpoint(args.checkpoint)
-    name = check_name(args.name or default_model_name(card))
-    repository = Repository(args.output)
-    repository.root.mkdir(parents=True, exist_ok=True)
-    fp32_tmp_dir = tempfile.TemporaryDirectory(dir=repository.root, prefix=".export-")
-    # Written next to the repository first: the version folder only appears once the graph passed.
-    with console.status(f"exporting {card.architecture} to ONNX and checking parity"), fp32_tmp_dir as tmp:
-        onnx_path = Path(tmp) / "fp32.onnx"
-        opset = args.opset or DEFAULT_OPSET
-        report = export_model(model, card, onnx_path, opset=opset, simplify_graph=not args.no_simplify)
-        version = repository.create_version(
-            name, card=card, inputs=report.inputs, outputs=report.outputs, export_report=report.manifest_dict()
+    with console.status("exporting") as status:
+        version, report = publish_checkpoint(
+            args.checkpoint,
+            args.output,
+            args.name,
+            opset=args.opset,
+            simplify=not args.no_simplify,
+            status=lambda text: status.update(text),
         )
-        version.add_variant("fp32", onnx_path, precision="fp32", backend="onnxruntime")
+    name = version.name
 
     table = Table(title=f"parity with PyTorch (tolerance {report.parity_tolerance:g})")
     for column in ("batch", "points", "max |Δlogit|", "argmax equal"):

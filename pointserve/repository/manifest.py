@@ -16,6 +16,8 @@ from pointserve.card import ModelCard
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
+# The checkpoint's own weights, kept in a version as the accuracy reference (served only when asked for).
+REFERENCE_VARIANT = "fp32-torch"
 
 Precision = Literal["fp32", "tf32", "fp16", "int8"]
 Backend = Literal["onnxruntime", "tensorrt", "torch"]

@@ -38,7 +38,7 @@ def test_export_command_creates_a_version_with_the_fp32_variant(cls_checkpoint, 
 
 def test_export_command_default_name_comes_from_the_card(cls_checkpoint):
     from pointserve.card import ModelCard
-    from pointserve.export.commands import default_model_name
+    from pointserve.repository.publish import default_model_name
 
     assert default_model_name(ModelCard.load(cls_checkpoint)) == "shapes-cls"
 

@@ -1,0 +1,143 @@
+"""``pointserve quickstart``: from nothing to a running service on the built-in ``shapes`` models.
+
+The first start trains the classifier and the part-segmentation model, publishes both into a repository,
+builds the CPU variants (fp32, fp16, int8), measures their accuracy against PyTorch and their throughput,
+and writes ``serve.yaml`` choosing, per model, the fastest variant whose accuracy is within 1 point of fp32.
+Every step is skipped when its output exists, so a second start goes straight to serving (and imports no
+torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_HOME = Path("quickstart")
+SERVE_CONFIG = "serve.yaml"
+ACCURACY_TOLERANCE_POINTS = 1.0
+
+
+@dataclass(frozen=True)
+class QuickstartModel:
+    name: str
+    train: dict = field(default_factory=dict)
+
+
+# Hyper-parameters chosen to fit the time budget of a 2-core CPU (see docs/benchmarking.md).
+MODELS = (
+    QuickstartModel("shapes-cls", {"model": "pointnet_cls"}),
+    QuickstartModel("shapes-partseg", {"model": "pointnet_partseg", "lr": 0.002, "batch_size": 16, "epochs": 12}),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quickstart",
+        help="build the quickstart repository if missing (train, export, quantize) and serve it",
+        description="Train the shapes classifier and part-segmentation model, export and quantize them, pick the "
+        "fastest variant within 1 point of fp32, and serve them. Cached under --home: later starts only serve.",
+    )
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="quickstart folder (default ./quickstart)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--build-only", action="store_true", help="build the repository, do not serve")
+    parser.set_defaults(handler=_quickstart)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    home: Path = args.home
+    config_path = home / SERVE_CONFIG
+    if not config_path.is_file():
+        build_quickstart(home, console)
+    else:
+        console.print(f"quickstart repository ready in {home} (delete {config_path} to rebuild)")
+    if args.build_only:
+        return 0
+    from pointserve.service.commands import serve
+
+    return serve(config=config_path, host=args.host, port=args.port)
+
+
+def build_quickstart(home: Path, console) -> Path:
+    """Train, publish, build, evaluate and choose variants; returns the path of ``serve.yaml``."""
+    from pointserve.repository.store import Repository
+
+    repository = Repository(home / "repository")
+    choices: dict[str, dict] = {}
+    for spec in MODELS:
+        version = _ensure_model(spec, home, repository, console)
+        choices[spec.name] = choose_variant(version, console)
+    config = {"repository": str((home / "repository").resolve()), "models": choices}
+    path = home / SERVE_CONFIG
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    console.print(f"wrote {path}")
+    return path
+
+
+def _ensure_model(spec: QuickstartModel, home: Path, repository, console):
+    from pointserve.engines.build import ensure_onnx_variants
+    from pointserve.engines.evaluate import accuracy_table, evaluate_variants
+    from pointserve.repository.publish import publish_checkpoint
+
+    if spec.name in repository.models():
+        version = repository.open(spec.name)
+    else:
+        checkpoint = _train(spec, home, console)
+        with console.status(f"exporting {spec.name}") as status:
+            version, _ = publish_checkpoint(checkpoint, repository.root, spec.name, status=status.update)
+    with console.status(f"building the CPU variants of {spec.name}") as status:
+        for step in ensure_onnx_variants(version, log=status.update):
+            console.print(f"  {spec.name}: {step.precision} {step.action}")
+    if any(version.manifest.variant(p).accuracy is None for p in ("fp32", "fp16", "int8")):
+        with console.status(f"measuring the accuracy of every variant of {spec.name}"):
+            reference, results, _ = evaluate_variants(version)
+        console.print(accuracy_table(version.card, reference, results))
+    return version
+
+
+def _train(spec: QuickstartModel, home: Path, console) -> Path:
+    from pointserve.training.config import TrainConfig
+    from pointserve.training.trainer import Trainer
+
+    out = home / "runs" / spec.name
+    config = TrainConfig(output_dir=str(out), **spec.train)
+    Trainer(config, console=console).run()
+    return out / "best"
+
+
+def _main_accuracy(accuracy) -> float:
+    return accuracy.mean_iou if accuracy.mean_iou is not None else accuracy.overall_acc
+
+
+def choose_variant(version, console, *, batch: int = 8, num_points: int = 1024, duration_s: float = 2.0) -> dict:
+    """The fastest ONNX variant whose accuracy is within 1 point of fp32 (throughput measured here, now)."""
+    from pointserve.bench.compare import run_interleaved
+    from pointserve.bench.engine_bench import BenchConfig
+    from pointserve.bench.targets import resolve_targets
+
+    manifest = version.manifest
+    fp32 = _main_accuracy(manifest.variant("fp32").accuracy)
+    eligible = [
+        v.name
+        for v in manifest.variants
+        if v.backend == "onnxruntime"
+        and v.accuracy is not None
+        and 100 * (fp32 - _main_accuracy(v.accuracy)) <= ACCURACY_TOLERANCE_POINTS
+    ]
+    targets = resolve_targets(str(version.path), variants=eligible, backends="onnxruntime")
+    config = BenchConfig(batch=batch, num_points=num_points, duration_s=duration_s, warmup_ms=300)
+    with console.status(f"timing {', '.join(eligible)} of {version.name} (batch {batch}, {num_points} points)"):
+        results = run_interleaved(targets, [batch], config, rounds=2)
+    speed = {r.target.variant: r.clouds_per_s for r in results}
+    best = max(speed, key=speed.get)
+    for name, value in sorted(speed.items(), key=lambda kv: -kv[1]):
+        acc = _main_accuracy(manifest.variant(name).accuracy)
+        mark = "  <- served" if name == best else ""
+        console.print(f"  {version.name} {name}: {value:.1f} clouds/s, accuracy {100 * acc:.2f}%{mark}")
+    return {"variant": best}
