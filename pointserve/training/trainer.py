@@ -184,6 +184,7 @@ class Trainer:
             f"{cfg.num_points} points, {cfg.epochs} epochs, device {self.device}, amp {'on' if self.amp else 'off'}"
         )
         best_metrics: dict = {}
+        run_started = time.perf_counter()
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
             loss, acc = self._train_epoch(model, optimizer, scaler, train_set, rng, epoch)
@@ -211,6 +212,7 @@ class Trainer:
                 (self.out / "metrics.json").write_text(json.dumps(best_metrics, indent=2))
         if writer:
             writer.close()
+        self.console.print(f"training finished in {time.perf_counter() - run_started:.0f}s")
         if not best_metrics and (self.out / "metrics.json").is_file():
             best_metrics = json.loads((self.out / "metrics.json").read_text())
         return best_metrics
