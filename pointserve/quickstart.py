@@ -62,9 +62,9 @@ def _quickstart(args: argparse.Namespace) -> int:
         console.print(f"quickstart repository ready in {home} (delete {config_path} to rebuild)")
     if args.build_only:
         return 0
-    from pointserve.service.commands import serve
+    from pointserve.cli import main
 
-    return serve(config=config_path, host=args.host, port=args.port)
+    return main(["serve", "--config", str(config_path), "--host", args.host, "--port", str(args.port)])
 
 
 def build_quickstart(home: Path, console) -> Path:
