@@ -1,0 +1,177 @@
+"""Open Inference Protocol (KServe v2, what Triton speaks): server and model metadata, readiness, infer.
+
+Inputs are the model's own tensors — ``points`` (B, N, C) FP32 raw coordinates (the server normalises, as
+for /v1) and, for part segmentation, ``category`` (B,) INT64 — and the output is ``logits``: (B, K), or
+(B, N, P) with a row for every input point. Each cloud of B joins the model's dynamic batcher on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Request
+from starlette.responses import Response
+
+from pointserve import __version__
+from pointserve.errors import InputError, ModelNotFoundError
+from pointserve.service.codecs_v2 import HEADER_LENGTH, decode_infer_request, encode_infer_response
+from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
+from pointserve.service.results import full_logits
+from pointserve.service.routes.common import (
+    CLIENT_CLOSED_REQUEST,
+    ClientDisconnected,
+    json_response,
+    unless_disconnected,
+)
+from pointserve.service.schemas import (
+    ERROR_RESPONSES,
+    INFER_REQUEST_BODY,
+    InferResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerMetadata,
+)
+from pointserve.service.served_model import ServedModel
+
+router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], dependencies=[Authorized])
+EXTENSIONS = ["binary_tensor_data"]
+_DATATYPE = {"float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32"}
+_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch_libtorch"}
+
+
+@router.get("", summary="Server metadata", response_model=ServerMetadata)
+async def server_metadata() -> Response:
+    return json_response({"name": "pointserve", "version": __version__, "extensions": EXTENSIONS})
+
+
+def _metadata(served: ServedModel) -> dict:
+    manifest = served.model_version.manifest
+
+    def tensors(specs):
+        return [
+            {
+                "name": s.name,
+                "datatype": _DATATYPE[s.dtype],
+                "shape": [d if isinstance(d, int) else -1 for d in s.shape],
+            }
+            for s in specs
+        ]
+
+    return {
+        "name": served.name,
+        "versions": [str(served.version)],
+        "platform": _PLATFORM.get(served.backend, served.backend),
+        "inputs": tensors(manifest.inputs),
+        "outputs": tensors(manifest.outputs),
+    }
+
+
+@router.get("/models/{model}", summary="Model metadata", response_model=ModelMetadata, responses=ERROR_RESPONSES)
+async def model_metadata(served: ServedModelDep) -> Response:
+    return json_response(_metadata(served))
+
+
+@router.get(
+    "/models/{model}/versions/{version}",
+    summary="Model metadata (one version)",
+    response_model=ModelMetadata,
+    responses=ERROR_RESPONSES,
+)
+async def model_version_metadata(served: ServedVersionDep) -> Response:
+    return json_response(_metadata(served))
+
+
+def _readiness(served: ServedModel) -> Response:
+    ready = served.state == "ready"
+    body = {"name": served.name, "ready": ready}
+    return json_response(body if ready else {**body, "error": f"model is {served.state}"}, 200 if ready else 503)
+
+
+@router.get("/models/{model}/ready", summary="Model readiness", response_model=ModelReady, responses=ERROR_RESPONSES)
+async def model_ready(state: StateDep, model: Annotated[str, Path()]) -> Response:
+    return _readiness(find_model(state, model))
+
+
+async def _model_at_version(
+    state: StateDep, model: Annotated[str, Path()], version: Annotated[str, Path()]
+) -> ServedModel:
+    served = find_model(state, model)
+    if version != str(served.version):
+        raise ModelNotFoundError(f"model {served.name!r} version {version[:32]!r} is not served")
+    return served
+
+
+@router.get(
+    "/models/{model}/versions/{version}/ready",
+    summary="Model readiness (one version)",
+    response_model=ModelReady,
+    responses=ERROR_RESPONSES,
+)
+async def model_version_ready(served: Annotated[ServedModel, Depends(_model_at_version)]) -> Response:
+    return _readiness(served)
+
+
+async def _infer(request: Request, served: ServedModel, max_instances: int) -> Response:
+    body = await request.body()
+    infer = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
+    manifest = served.model_version.manifest
+    points_name = manifest.inputs[0].name
+    category_name = manifest.inputs[1].name if len(manifest.inputs) > 1 else None
+    unknown = set(infer.inputs) - {points_name, category_name}
+    if unknown:
+        raise InputError(
+            f"unknown input(s) {', '.join(sorted(unknown))}; model {served.name!r} takes {points_name}"
+            + (f" and {category_name}" if category_name else "")
+        )
+    points = infer.inputs.get(points_name)
+    if points is None:
+        raise InputError(f"missing input {points_name!r} (B, N, {served.channels}) FP32")
+    if points.ndim != 3 or points.dtype.kind != "f":
+        raise InputError(
+            f"{points_name} must be a (B, N, {served.channels}) float tensor, got {points.dtype} {list(points.shape)}"
+        )
+    if not 1 <= len(points) <= max_instances:
+        raise InputError(f"{points_name} holds {len(points)} clouds; between 1 and {max_instances} per request")
+    categories: list = [None] * len(points)
+    if category_name is not None and category_name in infer.inputs:
+        category = infer.inputs[category_name]
+        if category.dtype.kind not in "iu" or category.size != len(points):
+            raise InputError(f"{category_name} must be an integer tensor with one id per cloud ({len(points)})")
+        categories = [int(c) for c in category.reshape(-1)]
+    clouds = [served.prepare(cloud, cat) for cloud, cat in zip(points, categories, strict=True)]
+    try:
+        logits = await unless_disconnected(request, served.infer(clouds))
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    output_name = manifest.outputs[0].name
+    stacked = np.stack([full_logits(item, cloud) for item, cloud in zip(logits, clouds, strict=True)])
+    wanted = infer.outputs if infer.outputs is not None else None
+    if wanted is None:
+        outputs = [(output_name, stacked, infer.binary_output)]
+    else:
+        unknown_outputs = [o.name for o in wanted if o.name != output_name]
+        if unknown_outputs:
+            raise InputError(f"unknown output(s) {', '.join(unknown_outputs)}; model {served.name!r} has {output_name}")
+        outputs = [(o.name, stacked, o.binary) for o in wanted]
+    content, headers, media_type = encode_infer_response(
+        model_name=served.name, model_version=str(served.version), request_id=infer.id, outputs=outputs
+    )
+    return Response(content, media_type=media_type, headers=headers)
+
+
+_INFER = {
+    "response_model": InferResponse,
+    "responses": ERROR_RESPONSES,
+    "openapi_extra": {"requestBody": INFER_REQUEST_BODY},
+}
+
+
+@router.post("/models/{model}/infer", summary="Inference (JSON or binary tensors)", **_INFER)
+async def infer(request: Request, served: ServedModelDep) -> Response:
+    return await _infer(request, served, request.app.state.service.settings.max_instances_per_request)
+
+
+@router.post("/models/{model}/versions/{version}/infer", summary="Inference (one version)", **_INFER)
+async def infer_version(request: Request, served: ServedVersionDep) -> Response:
+    return await _infer(request, served, request.app.state.service.settings.max_instances_per_request)

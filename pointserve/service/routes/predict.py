@@ -1,0 +1,81 @@
+"""``POST /v1/models/{model}/predict``: the REST API for people (see :mod:`pointserve.service.codecs`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from pointserve.service.clouds import Cloud
+from pointserve.service.codecs import PredictOptions, decode_predict
+from pointserve.service.deps import Authorized, ServedModelDep
+from pointserve.service.results import classification_answer, segmentation_answer
+from pointserve.service.routes.common import (
+    CLIENT_CLOSED_REQUEST,
+    ClientDisconnected,
+    json_response,
+    unless_disconnected,
+)
+from pointserve.service.schemas import (
+    ERROR_RESPONSES,
+    PREDICT_PARAMETERS,
+    PREDICT_REQUEST_BODY,
+    ClassificationAnswer,
+    PredictionsAnswer,
+    SegmentationAnswer,
+)
+from pointserve.service.served_model import ServedModel
+
+router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Authorized])
+_THREAD_ANSWER_POINTS = 100_000  # building a big segmentation answer (k-d tree, lists) goes off the loop
+
+
+def _answer(served: ServedModel, cloud: Cloud, logits: np.ndarray, options: PredictOptions) -> dict:
+    flags = {"return_probabilities": options.return_probabilities, "return_logits": options.return_logits}
+    if served.card.task == "classification":
+        return classification_answer(logits, served.card, top_k=options.top_k, **flags)
+    return segmentation_answer(logits, cloud, served.card, **flags)
+
+
+@router.post(
+    "/models/{model}/predict",
+    summary="Classify or segment point clouds",
+    description=(
+        "Send raw coordinates as JSON, float32 binary, .npy, or as uploaded .ply/.pcd/.xyz/.txt/.npy files. "
+        "Classification answers class, score and top-k; segmentation answers a label for every input point."
+    ),
+    response_model=ClassificationAnswer | SegmentationAnswer | PredictionsAnswer,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"requestBody": PREDICT_REQUEST_BODY, "parameters": PREDICT_PARAMETERS},
+)
+async def predict(request: Request, served: ServedModelDep) -> Response:
+    # The query options (documented in PREDICT_PARAMETERS) are read by decode_predict with the body's own:
+    # declaring them as FastAPI parameters would validate them a second time on every request.
+    settings = request.app.state.service.settings
+    decoded = await decode_predict(request, channels=served.channels, max_instances=settings.max_instances_per_request)
+    options = decoded.options
+    clouds = []
+    for item in decoded.inputs:
+        chosen = item.category if item.category is not None else options.category
+        if len(item.points) > _THREAD_ANSWER_POINTS:
+            clouds.append(await asyncio.to_thread(served.prepare, item.points, chosen))
+        else:
+            clouds.append(served.prepare(item.points, chosen))
+    try:
+        logits = await unless_disconnected(request, served.infer(clouds))
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    answers: list[dict[str, Any]] = []
+    for cloud, cloud_logits in zip(clouds, logits, strict=True):
+        args = (served, cloud, cloud_logits, options)
+        if cloud.num_input_points > _THREAD_ANSWER_POINTS:
+            answers.append(await asyncio.to_thread(_answer, *args))
+        else:
+            answers.append(_answer(*args))
+    head = {"model": served.name, "version": served.version}
+    if decoded.many:
+        return json_response({**head, "predictions": answers})
+    return json_response({**head, **answers[0]})

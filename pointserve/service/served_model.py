@@ -1,0 +1,289 @@
+"""A model as the service holds it: its manifest and card, its runners (one per instance), its batcher.
+
+:func:`load_models` opens every model of the repository (the latest version unless pinned), picks the best
+runnable variant (a TensorRT plan for this GPU, else ONNX Runtime CUDA, else CPU; overridable per model),
+loads one runner per instance and starts its dynamic batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pointserve.card import ModelCard
+from pointserve.engines.base import Runner
+from pointserve.errors import ConfigError, EngineError, InputError
+from pointserve.repository.manifest import Variant
+from pointserve.repository.store import ModelVersion, Repository
+from pointserve.service.batcher import DynamicBatcher
+from pointserve.service.clouds import Cloud, check_points, pad_batch, prepare_cloud
+from pointserve.service.metrics import ServiceMetrics
+from pointserve.service.settings import BatchingSettings, Settings
+
+log = logging.getLogger("pointserve.service")
+
+
+@dataclass
+class ServedModel:
+    """One served version of one model."""
+
+    model_version: ModelVersion
+    variant: Variant
+    backend: str
+    runners: list[Runner]
+    batching: BatchingSettings
+    min_points: int
+    max_points: int
+    versions: list[int] = field(default_factory=list)
+    selection_reason: str = ""
+    load_time_s: float = 0.0
+    state: str = "loading"
+    batcher: DynamicBatcher[Cloud, np.ndarray] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model_version.name
+
+    @property
+    def version(self) -> int:
+        return self.model_version.version
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model_version.card
+
+    @property
+    def channels(self) -> int:
+        return self.card.in_channels
+
+    @property
+    def max_processed_points(self) -> int:
+        """Points per cloud the engine computes; larger clouds are resampled to this many."""
+        return min(self.runners[0].limits.max_points, self.batching.max_points_per_batch)
+
+    @property
+    def max_batch_size(self) -> int:
+        return min(self.batching.max_batch_size, self.runners[0].limits.max_batch)
+
+    # -- requests -----------------------------------------------------------------------------------------
+    def category_id(self, category: Any) -> int | None:
+        """The category index for part segmentation, from a name or an id; ``None`` for other models."""
+        names = self.card.class_names
+        if not self.card.needs_category:
+            if category is not None:
+                raise InputError(f"model {self.name!r} ({self.card.task}) takes no category")
+            return None
+        if category is None:
+            raise InputError(f"model {self.name!r} needs the object category, one of: {', '.join(names)}")
+        if isinstance(category, bool):
+            raise InputError(f"category must be a name or an id, got {category!r}")
+        if isinstance(category, (int, np.integer)):
+            if not 0 <= int(category) < len(names):
+                raise InputError(
+                    f"unknown category id {int(category)}; ids are 0..{len(names) - 1} ({', '.join(names)})"
+                )
+            return int(category)
+        if isinstance(category, str):
+            if category in names:
+                return names.index(category)
+            if category.strip().isdigit():
+                return self.category_id(int(category))
+            raise InputError(f"unknown category {category[:64]!r}; known: {', '.join(names)}")
+        raise InputError(f"category must be a name or an id, got {type(category).__name__}")
+
+    def prepare(self, points: np.ndarray, category: Any = None) -> Cloud:
+        """Validate one raw cloud and make it ready for the batcher."""
+        category_id = self.category_id(category)
+        points = check_points(points, channels=self.channels, min_points=self.min_points, max_points=self.max_points)
+        return prepare_cloud(
+            points,
+            normalization=self.card.normalization,
+            max_processed_points=self.max_processed_points,
+            category=category_id,
+        )
+
+    async def infer(self, clouds: list[Cloud]) -> list[np.ndarray]:
+        """Logits for each cloud ((K,) or (n, P)), in order; each cloud is batched with other requests'."""
+        if self.batcher is None:
+            raise EngineError(f"model {self.name!r} is not loaded")
+        if len(clouds) == 1:
+            return [await self.batcher.submit(clouds[0], clouds[0].cost)]
+        tasks = [asyncio.ensure_future(self.batcher.submit(c, c.cost)) for c in clouds]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # one failed (or we were cancelled): the others need not be computed
+                task.cancel()
+
+    def run_batch(self, runner: Runner, clouds: list[Cloud]) -> list[np.ndarray]:
+        """The batcher's handler (runs in a worker thread): pad, infer, split back per cloud."""
+        points = pad_batch(clouds)
+        category = np.array([c.category for c in clouds], dtype=np.int64) if self.card.needs_category else None
+        logits = runner.infer(points, category)
+        if logits.shape[0] != len(clouds):
+            raise EngineError(f"runner returned {logits.shape[0]} results for a batch of {len(clouds)}")
+        if self.card.task == "classification":
+            return list(logits)
+        return [logits[i, : len(c.points)] for i, c in enumerate(clouds)]
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    async def start(self, metrics: ServiceMetrics) -> None:
+        b = self.batching
+        self.batcher = DynamicBatcher(
+            [lambda clouds, runner=runner: self.run_batch(runner, clouds) for runner in self.runners],
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_ms=b.max_queue_delay_ms,
+            max_points_per_batch=b.max_points_per_batch,
+            max_queue_size=b.max_queue_size,
+            request_timeout_s=b.request_timeout_s,
+            name=self.name,
+            observer=metrics.observer(self.name),
+        )
+        await self.batcher.start()
+        metrics.watch_queue(self.name, lambda: self.batcher.queue_depth if self.batcher else 0)
+        self.state = "ready"
+        metrics.set_state(self.name, "ready")
+
+    async def stop(self, metrics: ServiceMetrics, timeout_s: float) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop(timeout_s)
+        for runner in self.runners:
+            runner.close()
+        self.state = "stopped"
+        metrics.set_state(self.name, "stopped")
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/models/{model}`` answers."""
+        card, manifest = self.card, self.model_version.manifest
+        return {
+            "name": self.name,
+            "version": self.version,
+            "versions": self.versions,
+            "state": self.state,
+            "task": card.task,
+            "architecture": card.architecture,
+            "classes": card.class_names,
+            "parts": card.part_names,
+            "category_parts": card.category_parts,
+            "needs_category": card.needs_category,
+            "normalization": card.normalization,
+            "inputs": [spec.model_dump() for spec in manifest.inputs],
+            "outputs": [spec.model_dump() for spec in manifest.outputs],
+            "points": {
+                "channels": card.in_channels,
+                "trained_with": card.num_points,
+                "min": self.min_points,
+                "max": self.max_points,
+                "max_processed": self.max_processed_points,
+            },
+            "variant": self.variant.name,
+            "precision": self.variant.precision,
+            "backend": self.backend,
+            "selection_reason": self.selection_reason,
+            "variants": [v.name for v in manifest.variants],
+            "accuracy": self.variant.accuracy.model_dump() if self.variant.accuracy else None,
+            "reference_accuracy": manifest.reference_accuracy.model_dump() if manifest.reference_accuracy else None,
+            "batching": self.batching.model_dump() | {"max_batch_size": self.max_batch_size},
+        }
+
+
+def open_served_model(repository: Repository, name: str, settings: Settings) -> ServedModel:
+    """Open and load one model (blocking: runs in a thread at start-up)."""
+    from pointserve.engines.selection import create_runner, detect_environment, select_variant
+
+    started = time.perf_counter()
+    chosen = settings.model_settings(name)
+    batching = settings.batching_for(name)
+    model_version = repository.open(name, chosen.version)
+    prefer = chosen.variant or chosen.precision
+    selection = select_variant(model_version, prefer, backend=chosen.backend, environment=detect_environment())
+    runners: list[Runner] = []
+    try:
+        for _ in range(batching.instance_count):
+            runner = create_runner(
+                model_version,
+                selection.variant,
+                backend=selection.backend,
+                providers=selection.providers or None,
+                max_batch=batching.max_batch_size,
+                threads=batching.threads_per_instance,
+            )
+            runners.append(runner.load())
+    except BaseException:
+        for runner in runners:
+            runner.close()
+        raise
+    limits = runners[0].limits
+    min_points = max(limits.min_points, chosen.min_points or settings.min_points)
+    served = ServedModel(
+        model_version=model_version,
+        variant=model_version.variant(selection.variant),
+        backend=selection.backend,
+        runners=runners,
+        batching=batching,
+        min_points=min_points,
+        max_points=settings.max_points,
+        versions=repository.versions(name),
+        selection_reason=selection.reason,
+    )
+    served.load_time_s = time.perf_counter() - started
+    log.info(
+        "loaded model",
+        extra={
+            "model": name,
+            "version": served.version,
+            "variant": selection.variant,
+            "backend": selection.backend,
+            "instances": len(runners),
+            "load_time_s": round(served.load_time_s, 3),
+        },
+    )
+    return served
+
+
+def model_names(settings: Settings) -> list[str]:
+    """The enabled models of the repository; unknown names in the per-model settings are a ConfigError."""
+    repository = Repository(settings.repository)
+    if not settings.repository.is_dir():
+        raise ConfigError(f"model repository {settings.repository} does not exist (set --repository)")
+    names = repository.models()
+    unknown = sorted(set(settings.models) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"settings name model(s) {', '.join(unknown)} that repository {settings.repository} does not have "
+            f"(models: {', '.join(names) or 'none'})"
+        )
+    enabled = [n for n in names if settings.model_settings(n).enabled]
+    if not enabled:
+        raise ConfigError(f"no models to serve in repository {settings.repository}")
+    return enabled
+
+
+def open_models(settings: Settings) -> dict[str, ServedModel]:
+    """Open every enabled model (blocking; their batchers start with the app). Closes them all on an error."""
+    repository = Repository(settings.repository)
+    models: dict[str, ServedModel] = {}
+    try:
+        for name in model_names(settings):
+            models[name] = open_served_model(repository, name, settings)
+    except BaseException:
+        for served in models.values():
+            for runner in served.runners:
+                runner.close()
+        raise
+    return models
+
+
+async def load_models(settings: Settings, metrics: ServiceMetrics) -> dict[str, ServedModel]:
+    """Open (in a thread: the event loop stays free) and start every enabled model."""
+    for name in model_names(settings):
+        metrics.set_state(name, "loading")
+    models = await asyncio.to_thread(open_models, settings)
+    for served in models.values():
+        await served.start(metrics)
+    return models
