@@ -91,12 +91,15 @@ def _ensure_model(spec: QuickstartModel, home: Path, repository, console):
     if spec.name in repository.models():
         version = repository.open(spec.name)
     else:
-        checkpoint = _train(spec, home, console)
+        checkpoint = home / "runs" / spec.name / "best"
+        if not (checkpoint / "card.json").is_file():
+            checkpoint = _train(spec, home, console)
         with console.status(f"exporting {spec.name}") as status:
             version, _ = publish_checkpoint(checkpoint, repository.root, spec.name, status=status.update)
     with console.status(f"building the CPU variants of {spec.name}") as status:
         for step in ensure_onnx_variants(version, log=status.update):
-            console.print(f"  {spec.name}: {step.precision} {step.action}")
+            took = f" in {step.seconds:.1f}s" if step.seconds else ""
+            console.print(f"  {spec.name}: {step.variant} {step.action}{took}")
     if any(version.manifest.variant(p).accuracy is None for p in ("fp32", "fp16", "int8")):
         with console.status(f"measuring the accuracy of every variant of {spec.name}"):
             reference, results, _ = evaluate_variants(version)
