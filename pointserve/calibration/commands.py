@@ -36,7 +36,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     from pointserve.calibration.dataset import build_calibration_set
     from pointserve.calibration.qdq import check_qdq_graph
-    from pointserve.calibration.quantize import quantize_int8
+    from pointserve.calibration.quantize import keep_input_layers_float_for, quantize_int8
     from pointserve.errors import ModelNotFoundError
     from pointserve.repository.commands import resolve_model_version
 
@@ -60,7 +60,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(dir=version.path, prefix=".calibrate-") as tmp:
         result = quantize_int8(
-            fp32, calibration.path, Path(tmp) / "int8.onnx", method=args.method, version_dir=version.path, progress=True
+            fp32,
+            calibration.path,
+            Path(tmp) / "int8.onnx",
+            method=args.method,
+            keep_input_layers_float=keep_input_layers_float_for(version.card.task),
+            version_dir=version.path,
+            progress=True,
         )
         summary = check_qdq_graph(result.path)
         version.add_variant(

@@ -73,6 +73,7 @@ def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -
     ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, progress.
     """
     from pointserve.calibration import build_calibration_set, quantize_int8
+    from pointserve.calibration.quantize import keep_input_layers_float_for
 
     options = dict(calibration)
     method = options.pop("method", "minmax")
@@ -88,6 +89,7 @@ def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -
         calib_set.path,
         workdir / "int8.onnx",
         method=method,
+        keep_input_layers_float=keep_input_layers_float_for(model_version.card.task),
         version_dir=model_version.path,
         progress=progress,
     )

@@ -36,7 +36,7 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _assert_tensorrt_form(model: onnx.ModelProto) -> None:
+def _assert_tensorrt_form(model: onnx.ModelProto, kept_in_float: frozenset[str] = frozenset()) -> None:
     """Checked here from first principles, independently of check_qdq_graph."""
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producers = {n.output[0]: n for n in model.graph.node}
@@ -50,7 +50,6 @@ def _assert_tensorrt_form(model: onnx.ModelProto) -> None:
             assert x.dtype != np.int32, f"int32 bias behind {node.name}"
         if x is None:  # an activation: one scale for the whole tensor
             assert scale.size == 1, node.name
-    kept_in_float = set(input_layer_nodes(model))
     for node in model.graph.node:
         if node.op_type not in ("Conv", "Gemm") or node.name in kept_in_float:
             continue
@@ -70,14 +69,18 @@ def test_classifier_int8_graph_is_symmetric_per_channel_with_float_biases(classi
     model = onnx.load(str(result.path))
     _assert_tensorrt_form(model)
     summary = check_qdq_graph(model)
-    # 8 Conv + 6 Gemm, less the 3 convolutions on raw coordinates kept in float (keep_input_layers_float)
-    assert summary.per_channel_weights == 11
+    assert summary.per_channel_weights == 14  # 8 Conv + 6 Gemm
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_layers_on_raw_coordinates_stay_in_float(classifier_int8):
-    _, result, _ = classifier_int8
+def test_layers_on_raw_coordinates_can_stay_in_float(classifier_version, classifier_calibration, tmp_path):
+    fp32 = classifier_version.variant_path("fp32")
+    result = quantize_int8(
+        fp32, classifier_calibration.path, tmp_path / "int8.onnx", keep_input_layers_float=True, cache_dir=tmp_path
+    )
     model = onnx.load(str(result.path))
+    _assert_tensorrt_form(model, frozenset(input_layer_nodes(model)))
+    assert check_qdq_graph(model).per_channel_weights == 11  # the 3 convolutions on raw coordinates stay float
     kept = input_layer_nodes(model)
     produced_by = {out: node.op_type for node in model.graph.node for out in node.output}
     nodes = {node.name: node for node in model.graph.node}
