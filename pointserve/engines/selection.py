@@ -26,6 +26,7 @@ from pointserve.engines.trt_plan import (
 )
 from pointserve.errors import ConfigError, EngineCompatibilityError, ModelNotFoundError
 from pointserve.repository.manifest import REFERENCE_VARIANT
+from pointserve.repository.publish import add_reference_weights
 from pointserve.repository.store import ModelVersion
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
@@ -220,17 +221,6 @@ def create_runner(
 
         return TorchRunner(path, limits, card=card, threads=threads, name=name)
     raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
-def add_reference_weights(model_version: ModelVersion, checkpoint_dir: str | Path) -> None:
-    """Keep the checkpoint's weights in the version as variant ``fp32-torch`` (the accuracy reference;
-    never picked by :func:`select_variant`, so serving images need no torch)."""
-    from pointserve.card import WEIGHTS_FILE
-
-    weights = Path(checkpoint_dir) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ConfigError(f"{weights}: no weights to keep as the reference")
-    model_version.add_variant(REFERENCE_VARIANT, weights, precision="fp32", backend="torch", move=False)
 
 
 def torch_runner_for(checkpoint_dir: str | Path, **kwargs: Any) -> Runner:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pointserve.card import WEIGHTS_FILE
+from pointserve.errors import ConfigError
 from pointserve.repository.manifest import REFERENCE_VARIANT
 from pointserve.repository.store import ModelVersion, Repository, check_name
 
@@ -16,6 +17,15 @@ _TASK_SUFFIX = {"classification": "cls", "part_segmentation": "partseg", "semant
 
 def default_model_name(card) -> str:
     return f"{card.dataset or card.architecture}-{_TASK_SUFFIX.get(card.task, card.task)}"
+
+
+def add_reference_weights(model_version: ModelVersion, checkpoint_dir: str | Path) -> None:
+    """Keep the checkpoint's weights in the version as variant ``fp32-torch`` (the accuracy reference;
+    never picked by the engines' variant selection, so serving images need no torch)."""
+    weights = Path(checkpoint_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ConfigError(f"{weights}: no weights to keep as the reference")
+    model_version.add_variant(REFERENCE_VARIANT, weights, precision="fp32", backend="torch", move=False)
 
 
 def publish_checkpoint(
@@ -48,7 +58,5 @@ def publish_checkpoint(
             name, card=card, inputs=report.inputs, outputs=report.outputs, export_report=report.manifest_dict()
         )
         version.add_variant("fp32", onnx_path, precision="fp32", backend="onnxruntime")
-    version.add_variant(
-        REFERENCE_VARIANT, Path(checkpoint_dir) / WEIGHTS_FILE, precision="fp32", backend="torch", move=False
-    )
+    add_reference_weights(version, checkpoint_dir)
     return version, report
