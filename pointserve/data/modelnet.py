@@ -14,6 +14,7 @@ import numpy as np
 from pointserve.data.base import PointCloudDataset, Sample
 from pointserve.data.formats import parse_numeric_text, read_file_bytes
 from pointserve.data.readers import (
+    Root,
     check_array,
     check_labels,
     check_split,
@@ -29,7 +30,6 @@ from pointserve.data.readers import (
 from pointserve.data.registry import register_dataset
 from pointserve.errors import ConfigError, DataError
 
-Root = str | os.PathLike | None
 MODELNET_H5_FOLDER = "modelnet40_ply_hdf5_2048"
 MODELNET_NORMAL_FOLDER = "modelnet40_normal_resampled"
 

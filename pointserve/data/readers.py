@@ -25,8 +25,11 @@ import numpy as np
 from pointserve.data.transforms import resample_indices
 from pointserve.errors import ConfigError, DataError
 
+# A dataset root folder argument, as every on-disk loader takes it.
+Root = str | os.PathLike | None
 
-def dataset_dir(root: str | os.PathLike | None, folder: str, marker: str, dataset: str) -> Path:
+
+def dataset_dir(root: Root, folder: str, marker: str, dataset: str) -> Path:
     """The dataset folder: ``root`` itself or ``root/folder``, whichever holds the file ``marker``."""
     if root is None:
         raise ConfigError(f"dataset {dataset!r} is read from disk: give its folder ({folder}/) as the data root")

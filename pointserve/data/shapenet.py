@@ -10,7 +10,6 @@ Shapes:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from pointserve.data.base import PointCloudDataset, Sample
 from pointserve.data.formats import parse_numeric_text, read_file_bytes
 from pointserve.data.readers import (
+    Root,
     check_array,
     check_labels,
     check_split,
@@ -35,7 +35,6 @@ from pointserve.data.readers import (
 from pointserve.data.registry import register_dataset
 from pointserve.errors import ConfigError, DataError
 
-Root = str | os.PathLike | None
 SHAPENET_PART_FOLDER = "shapenetcore_partanno_segmentation_benchmark_v0"
 SHAPENET_H5_FOLDER = "hdf5_data"
 TASKS = ("part_segmentation", "classification")
