@@ -26,7 +26,8 @@ Normalization = Literal["unit_sphere", "none"]
 class ModelCard(BaseModel):
     """Everything needed to rebuild, export and serve a trained network.
 
-    ``architecture`` and ``config`` rebuild the module: ``get_model(card.architecture, **card.config)``.
+    ``architecture`` and ``config`` rebuild the module: ``get_model(card.architecture, **card.config)``;
+    ``preprocessing`` holds what the family's CPU preprocessor needs (neighbourhood radii, k, ...).
     ``class_names`` are the object classes (classification) or categories (part segmentation);
     ``part_names`` are the per-point labels of segmentation models, and ``category_parts`` lists which
     part ids belong to each category (part segmentation restricts its argmax to those, as in PointNet).
@@ -44,6 +45,9 @@ class ModelCard(BaseModel):
     in_channels: int = 3
     num_points: int = Field(gt=0, description="points per cloud used in training")
     normalization: Normalization = "unit_sphere"
+    preprocessing: dict[str, Any] = Field(
+        default_factory=dict, description="the family's preprocessing parameters (radii, k, grid sizes, ...)"
+    )
     dataset: str = ""
     data_hash: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -17,7 +17,7 @@ from pointserve.errors import PointServeError
 # Modules with a ``register(subparsers)`` function, in pipeline order.
 COMMAND_MODULES = (
     "pointserve.training.commands",
-    "pointserve.models.commands",
+    "pointserve.checkpoint.commands",
     "pointserve.export.commands",
     "pointserve.calibration.commands",
     "pointserve.engines.commands",

@@ -44,3 +44,32 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# -- the family registry of the suite ---------------------------------------------------------------------
+# The test-only family registers itself on import; every family-parametrised test then covers it too.
+import family_knn  # noqa: E402, F401
+from tiny_models import architectures, random_checkpoint, tiny_card  # noqa: E402
+
+
+def pytest_generate_tests(metafunc):
+    """``architecture`` parametrises a test over every registered family (shipped and test-only)."""
+    if "architecture" in metafunc.fixturenames:
+        metafunc.parametrize("architecture", architectures(), scope="session")
+
+
+@pytest.fixture(scope="session")
+def family_repository(tmp_path_factory):
+    """A repository that grows one published tiny model per architecture, on demand (``family_version``)."""
+    return tmp_path_factory.mktemp("family-repository")
+
+
+@pytest.fixture(scope="session")
+def family_version(architecture, family_repository, tmp_path_factory):
+    """The architecture's tiny random-weight model, exported (parity-checked) into ``family_repository``."""
+    from pointserve.export.publish import publish_checkpoint
+
+    card = tiny_card(architecture, dataset="tiny")
+    checkpoint = random_checkpoint(tmp_path_factory.mktemp(f"ckpt-{architecture}"), card, seed=3)
+    version, _ = publish_checkpoint(checkpoint, family_repository, architecture.replace("_", "-"))
+    return version

@@ -1,5 +1,7 @@
-"""``pointserve bench``: trtexec-style engine benchmark of a repository variant or a bare ``.onnx`` / ``.plan``,
-and ``--compare`` across variants, backends and batch sizes. Heavy imports happen in the handler."""
+"""The measuring commands: ``pointserve bench`` (trtexec-style engine benchmark of a repository variant or a
+bare ``.onnx`` / ``.plan``, and ``--compare`` across variants, backends and batch sizes), ``pointserve doctor``
+(what this machine runs, and measured throughput) and ``pointserve loadgen`` (a running server under load).
+Heavy imports happen in the handlers."""
 
 from __future__ import annotations
 
@@ -46,6 +48,12 @@ def _positive(kind: type) -> object:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_bench(subparsers)
+    _register_doctor(subparsers)
+    _register_loadgen(subparsers)
+
+
+def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="benchmark an engine like trtexec (throughput, latency percentiles); --compare variants",
@@ -96,6 +104,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="with --compare, also each case's full summary")
     parser.set_defaults(handler=run_bench)
+
+
+def _register_doctor(subparsers: argparse._SubParsersAction) -> None:
+    from pointserve.repository.commands import DEFAULT_REPOSITORY
+
+    doctor = subparsers.add_parser("doctor", help="environment report; with a model, measured throughput tables")
+    doctor.add_argument("model", nargs="?", help="model for --throughput / --gpu")
+    doctor.add_argument("--repository", default=DEFAULT_REPOSITORY)
+    doctor.add_argument("--version", type=int)
+    doctor.add_argument("--throughput", action="store_true", help="PyTorch eager vs ONNX Runtime CPU variants")
+    doctor.add_argument("--gpu", action="store_true", help="build all four TensorRT precisions, check and time them")
+    doctor.add_argument("--checkpoint", help="PyTorch checkpoint for the eager row (default: fp32-torch variant)")
+    doctor.add_argument("--batches", type=_int_list, default=[1, 8, 32], help="comma list (default 1,8,32)")
+    doctor.add_argument("--num-points", type=int, default=1024)
+    doctor.add_argument("--repeats", type=int, default=10, help="timed calls per cell (median reported)")
+    doctor.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
+    doctor.add_argument("--cuda-graph", action="store_true", help="TensorRT runners replay CUDA graphs")
+    doctor.set_defaults(handler=run_doctor)
+
+
+def _register_loadgen(subparsers: argparse._SubParsersAction) -> None:
+    if "loadgen" in subparsers.choices:  # an older registration (pointserve.service.commands) came first
+        return
+    loadgen = subparsers.add_parser(
+        "loadgen",
+        help="drive a running server with concurrent clients and report throughput and latency",
+        description=(
+            "Load a running server like Triton's perf_analyzer: closed-loop concurrency steps or open-loop "
+            "request rates; one step per value. (`python -m pointserve.bench.loadgen` is the single-step "
+            "version with the interleaved raw baseline and the --client choice.)"
+        ),
+    )
+    from pointserve.bench.loadgen_cli import add_arguments  # stdlib-only at import time
+
+    add_arguments(loadgen)
+    loadgen.set_defaults(handler=run_loadgen)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -191,4 +235,85 @@ def _compare(args: argparse.Namespace, targets: list, config) -> tuple[list, dic
     return results, device
 
 
-__all__ = ["register", "run_bench"]
+def run_doctor(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pointserve.bench import doctor
+
+    console = Console()
+    table = Table(title="pointserve doctor")
+    table.add_column("item")
+    table.add_column("value")
+    for key, value in doctor.environment_rows():
+        table.add_row(key, value)
+    console.print(table)
+    if not (args.throughput or args.gpu):
+        return 0
+    if not args.model:
+        raise ConfigError("--throughput and --gpu need a model (a version folder or a name)")
+    model_version = _resolve_model(args)
+    card = model_version.card
+    max_batch = max(args.batches)
+    if args.throughput:
+        runners = doctor.cpu_runners(model_version, args.checkpoint, None, max_batch, args.num_points, args.threads)
+        try:
+            rows = doctor.measure_throughput(runners, args.batches, args.num_points, card=card, repeats=args.repeats)
+        finally:
+            for runner in runners.values():
+                runner.close()
+        title = f"CPU throughput, N={args.num_points}, one process, median of {args.repeats}"
+        console.print(doctor.throughput_table(rows, title))
+    if args.gpu:
+        _doctor_gpu(args, console, model_version, max_batch)
+    return 0
+
+
+def _resolve_model(args: argparse.Namespace):
+    from pointserve.repository.commands import resolve_model_version
+
+    return resolve_model_version(args.model, args.repository, args.version)
+
+
+def _doctor_gpu(args: argparse.Namespace, console, model_version, max_batch: int) -> None:
+    from pointserve.bench import doctor
+    from pointserve.engines.build import build_tensorrt_plans
+    from pointserve.engines.selection import create_runner
+    from pointserve.engines.tensorrt.plan import TENSORRT_PRECISIONS, profile_from_flags, tensorrt_variant_name
+
+    card = model_version.card
+    profile = profile_from_flags(
+        card.num_points,
+        inputs=model_version.manifest.inputs,
+        max_batch=max_batch,
+        opt_points=args.num_points,
+        max_points=max(args.num_points, card.num_points),
+    )
+    steps = build_tensorrt_plans(model_version, TENSORRT_PRECISIONS, profile, log=console.print)
+    for step in steps:
+        console.print(f"{step.variant}: {step.action} {f'in {step.seconds:.1f} s' if step.seconds else ''}")
+    plans = [tensorrt_variant_name(p) for p in TENSORRT_PRECISIONS]
+    for name, diff, agreement in doctor.check_plans_against_fp32(model_version, plans, args.num_points):
+        console.print(f"{name}: max |Δlogit| vs fp32 ONNX = {diff:.3e}, argmax agreement {100 * agreement:.2f}%")
+    runners = {
+        name: create_runner(model_version, name, backend="tensorrt", max_batch=max_batch, cuda_graph=args.cuda_graph)
+        for name in plans
+    }
+    try:
+        for runner in runners.values():
+            runner.load()
+        rows = doctor.measure_throughput(runners, args.batches, args.num_points, card=card, repeats=args.repeats)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    title = f"TensorRT throughput (host to host), N={args.num_points}, median of {args.repeats}"
+    console.print(doctor.throughput_table(rows, title))
+
+
+def run_loadgen(args: argparse.Namespace) -> int:
+    from pointserve.bench.loadgen_cli import main_from_args
+
+    return main_from_args(args)
+
+
+__all__ = ["register", "run_bench", "run_doctor", "run_loadgen"]

@@ -6,8 +6,10 @@ A *query* is one ``infer`` call of ``batch`` clouds. Throughput is queries per s
 (and clouds per second = queries x batch). Everything is bounded: at most ``max_iterations`` queries and
 ``max_time_s`` seconds, whatever the other settings say.
 
-Shapes:
-    points:   (B, N, C) float32, unit-sphere random clouds (fixed seed)
+The inputs are the graph's named feeds for ``batch`` random clouds (fixed seed), made by the target: through
+the model family's preprocessing and collate policy for a repository version, raw unit-sphere clouds for a
+bare file. Shapes (PointNet, for example):
+    points:   (B, N, C) float32
     category: (B,) int64, part segmentation only
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pointserve.bench.phases import Phases, TimedCall, timed_call
+from pointserve.bench.phases import Feeds, Phases, TimedCall, timed_call
 from pointserve.bench.targets import BenchTarget
 from pointserve.engines.base import Runner
 from pointserve.errors import ConfigError
@@ -139,19 +141,9 @@ class BenchResult:
         return "gpu_compute" if self.gpu_phases else "latency"
 
 
-def make_inputs(
-    target: BenchTarget, batch: int, num_points: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A fixed random batch of unit-sphere clouds (+ categories), the same for every variant compared."""
-    rng = np.random.default_rng(seed)
-    points = rng.standard_normal((batch, num_points, target.channels)).astype(np.float32)
-    xyz = points[..., :3]
-    xyz /= np.linalg.norm(xyz, axis=-1, keepdims=True).max(axis=1, keepdims=True)
-    category = None
-    if target.needs_category:
-        high = max(target.num_categories, 1)
-        category = rng.integers(0, high, size=batch).astype(np.int64)
-    return points, category
+def make_inputs(target: BenchTarget, batch: int, num_points: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A fixed random batch of ``batch`` clouds as the graph's named inputs, the same for every variant compared."""
+    return target.make_feeds(batch, num_points, seed)
 
 
 class Session:
@@ -185,19 +177,19 @@ class Session:
         self.close()
 
 
-def warm_up(session: Session, inputs: tuple[np.ndarray, np.ndarray | None], warmup_ms: float) -> None:
+def warm_up(session: Session, inputs: Feeds, warmup_ms: float) -> None:
     """At least one query per stream, then more until ``warmup_ms`` has passed (untimed)."""
     deadline = time.perf_counter() + warmup_ms / 1e3
     for call in session.calls:
-        call(*inputs)
+        call(inputs)
     while time.perf_counter() < deadline:
         for call in session.calls:
-            call(*inputs)
+            call(inputs)
 
 
 def measure(
     session: Session,
-    inputs: tuple[np.ndarray, np.ndarray | None],
+    inputs: Feeds,
     *,
     duration_s: float,
     iterations: int,
@@ -215,7 +207,7 @@ def measure(
     def worker(stream: int, call: TimedCall) -> None:
         while not stop.is_set():
             start = time.perf_counter()
-            phases = call(*inputs)
+            phases = call(inputs)
             end = time.perf_counter()
             with lock:
                 times.append(QueryTime(start - origin, end - start, phases, stream))

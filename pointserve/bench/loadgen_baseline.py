@@ -1,6 +1,7 @@
 """The yardstick for `pointserve loadgen`: the served variant run directly (no HTTP) in the generator's process.
 
-Shapes: batches (B, N, C) float32 of normalised random clouds (+ (B,) int64 categories for part segmentation).
+Feeds: the graph's named inputs for normalised random clouds, made by the model family's preprocessing and
+collate policy (PointNet: points (B, N, C) float32, + (B,) int64 categories for part segmentation).
 """
 
 from __future__ import annotations
@@ -21,25 +22,35 @@ class RawBaseline:
         max_batch: int,
         threads: int | None = None,
     ):
-        import numpy as np
-
         from pointserve.data.transforms import normalize
         from pointserve.engines import create_runner
+        from pointserve.models.registry import get_spec
         from pointserve.repository import Repository
 
         model_version = Repository(repository).open(model)
         card = model_version.card
+        self.spec = get_spec(card.architecture)
+        self.card = card
         self.runner = create_runner(model_version, variant, max_batch=max_batch, threads=threads).load()
-        clouds = make_clouds(max_batch, num_points, card.in_channels, seed=1)
-        self.batch = np.stack([normalize(c, card.normalization) for c in clouds])
-        self.category = np.zeros(max_batch, dtype=np.int64) if card.needs_category else None
+        self.clouds = [
+            normalize(c, card.normalization) for c in make_clouds(max_batch, num_points, card.in_channels, seed=1)
+        ]
+        self.categories = [0] * max_batch if card.needs_category else None
+
+    def feeds(self, batch: int) -> dict:
+        """The graph's inputs for the first ``batch`` clouds (category 0 for part segmentation)."""
+        from pointserve.models.collate import batch_inputs
+
+        categories = self.categories[:batch] if self.categories is not None else None
+        feeds, _ = batch_inputs(self.spec, self.card, self.clouds[:batch], categories)
+        return feeds
 
     def clouds_per_s(self, batch: int, seconds: float) -> float:
         from pointserve.bench.timing import time_callable
 
-        category = self.category[:batch] if self.category is not None else None
+        feeds = self.feeds(batch)
         timing = time_callable(
-            lambda: self.runner.infer(self.batch[:batch], category),
+            lambda: self.runner.infer(feeds),
             batch=batch,
             warmup=2,
             repeats=3,

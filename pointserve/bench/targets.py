@@ -1,29 +1,44 @@
 """What ``pointserve bench`` can measure: a repository variant (``MODEL_DIR[:variant]``) or a bare
-``.onnx`` / ``.plan`` file, on a chosen backend, turned into a :class:`BenchTarget` that makes runners.
+``.onnx`` / ``.plan`` file, on a chosen backend, turned into a :class:`BenchTarget` that makes runners and
+the graph's feeds.
 
 ``MODEL_DIR`` is a version folder (``repository/shapes-cls/1``, it holds ``manifest.json``) or a model
 folder (``repository/shapes-cls``, the latest version). The runner itself is created by
-:func:`pointserve.engines.create_runner`, so the benchmark loads exactly what the service loads.
+:func:`pointserve.engines.create_runner`, so the benchmark loads exactly what the service loads, and the
+feeds come from the model's family (:func:`pointserve.models.collate.random_feeds`), as the service makes them.
+
+A bare file has no model card, so nothing says how its family preprocesses a cloud: it is benched only when
+its graph takes raw clouds, ``points`` (B, N, C) float (+ ``category`` (B,) integer); other graphs are
+refused with a pointer to their repository version.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from pointserve.card import ModelCard
 from pointserve.engines.base import InputLimits, Runner
-from pointserve.errors import ConfigError, ModelNotFoundError
-from pointserve.repository.manifest import MANIFEST_FILE, AccuracyInfo
+from pointserve.errors import ConfigError, EngineCompatibilityError, ModelNotFoundError
+from pointserve.models.spec import BATCH_DIM, POINTS_DIM, TensorSpec
+from pointserve.repository.manifest import BACKENDS, MANIFEST_FILE, AccuracyInfo
 from pointserve.repository.store import ModelVersion, Repository
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 # Bare files carry no limits of their own: accept what any sensible benchmark asks for.
 _BARE_MAX_BATCH = 4096
 _BARE_MAX_POINTS = 1 << 22
+_BARE_HINT = (
+    "bench its repository version instead (MODEL_DIR[:variant]): the model's family says how a cloud becomes "
+    "the graph's inputs"
+)
+_BARE_LAYOUT = (
+    "a bare file is benched only when its graph takes raw clouds: points (B, N, C) float and optionally "
+    "category (B,) integer"
+)
 
 
 @dataclass
@@ -45,10 +60,60 @@ class BenchTarget:
     accuracy: AccuracyInfo | None = None
     accuracy_note: str = ""
     model: str | None = None
+    input_specs: list[TensorSpec] = field(default_factory=list)
 
     @property
     def task(self) -> str:
         return self.card.task if self.card is not None else "unknown"
+
+    def make_feeds(self, batch: int, num_points: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """A fixed random batch of ``batch`` clouds of ``num_points`` points, as the graph's named inputs.
+
+        With a card: the family's preprocessing and collate policy (:func:`random_feeds`). Without one (a bare
+        file): unit-sphere clouds for the ``points`` input and random ids below ``num_categories`` (zeros when
+        unknown) for the ``category`` input.
+        """
+        rng = np.random.default_rng(seed)
+        if self.card is not None:
+            from pointserve.models.collate import random_feeds
+            from pointserve.models.registry import get_spec
+
+            feeds, _ = random_feeds(get_spec(self.card.architecture), self.card, batch, num_points, rng)
+            return feeds
+        specs = self.input_specs or _raw_cloud_specs(self.channels, self.needs_category)
+        return raw_cloud_feeds(specs, batch, num_points, rng, num_categories=self.num_categories)
+
+
+def _raw_cloud_specs(channels: int, needs_category: bool) -> list[TensorSpec]:
+    from pointserve.engines.tensorrt.plan import point_cloud_inputs
+
+    return point_cloud_inputs(channels, needs_category)
+
+
+def raw_cloud_layout(specs: Sequence[TensorSpec], where: str | Path) -> tuple[TensorSpec, TensorSpec | None]:
+    """(points, category or None) of a graph that takes raw clouds: one rank-3 float input and at most one
+    rank-1 integer input. :class:`ConfigError` for any other graph (its inputs need its family's preprocessing)."""
+    points = [s for s in specs if len(s.shape) == 3 and s.dtype.startswith("float")]
+    category = [s for s in specs if len(s.shape) == 1 and s.dtype.startswith("int")]
+    if len(points) != 1 or len(category) > 1 or len(points) + len(category) != len(specs):
+        described = ", ".join(f"{s.name} {s.dtype} {s.shape}" for s in specs) or "none"
+        raise ConfigError(f"{where}: {_BARE_LAYOUT}; this one takes {described}; {_BARE_HINT}")
+    return points[0], (category[0] if category else None)
+
+
+def raw_cloud_feeds(
+    specs: Sequence[TensorSpec], batch: int, num_points: int, rng: np.random.Generator, *, num_categories: int = 0
+) -> dict[str, np.ndarray]:
+    """Feeds for a raw-cloud graph: unit-sphere clouds (B, N, C) float32 (+ categories (B,) int64)."""
+    points_spec, category_spec = raw_cloud_layout(specs, "graph")
+    channels = points_spec.shape[2] if isinstance(points_spec.shape[2], int) else 3
+    points = rng.standard_normal((batch, num_points, channels)).astype(np.float32)
+    xyz = points[..., :3]
+    xyz /= np.linalg.norm(xyz, axis=-1, keepdims=True).max(axis=1, keepdims=True)
+    feeds = {points_spec.name: points}
+    if category_spec is not None:
+        feeds[category_spec.name] = rng.integers(0, max(num_categories, 1), size=batch).astype(np.int64)
+    return feeds
 
 
 def split_spec(spec: str) -> tuple[Path, str | None]:
@@ -100,11 +165,12 @@ def resolve_targets(
     them a model folder gives the variant in the spec, else the one :func:`select_variant` picks.
     ``backends``: restricts (and for ONNX files chooses) the backend; ``providers`` go to ONNX Runtime.
     """
+    from pointserve.engines import get_backend
+
     path, variant = split_spec(spec)
     backend_list = _parse_list(backends)
     for backend in backend_list:
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        get_backend(backend)  # ConfigError naming the registered backends
     if path.is_file():
         if variants:
             raise ConfigError(f"{path}: --compare variant names need a model folder, not a single file")
@@ -140,22 +206,18 @@ def _default_variant(model_version: ModelVersion, backends: list[str]) -> str:
 
 
 def runnable_variants(model_version: ModelVersion, backends: Sequence[str] = ()) -> list[str]:
-    """Every variant that can run here, in manifest order: ONNX graphs always; TensorRT plans built for
-    this GPU and TensorRT; the PyTorch reference when torch is installed."""
-    from pointserve.engines.selection import _plan_usable, detect_environment
+    """Every variant that can run here, in manifest order, as its backend decides (``BackendSpec.select``):
+    ONNX graphs with onnxruntime installed; TensorRT plans built for this GPU and TensorRT; the PyTorch
+    reference when torch is installed."""
+    from pointserve.engines import Selection, detect_environment, get_backend
 
-    environment = None
+    environment = detect_environment()
     names = []
     for record in model_version.manifest.variants:
         if backends and record.backend not in backends:
             continue
-        if record.backend == "torch" and importlib.util.find_spec("torch") is None:
-            continue
-        if record.backend == "tensorrt":
-            environment = environment or detect_environment()
-            if _plan_usable(model_version, record.name, environment) is not None:
-                continue
-        names.append(record.name)
+        if isinstance(get_backend(record.backend).select(model_version, record.name, environment), Selection):
+            names.append(record.name)
     if not names:
         raise ModelNotFoundError(f"{model_version.name} v{model_version.version}: no variant runs here")
     return names
@@ -214,6 +276,7 @@ def _variant_target(
         accuracy=accuracy,
         accuracy_note=note,
         model=f"{model_version.name} v{model_version.version} ({spec})",
+        input_specs=list(model_version.manifest.inputs),
     )
 
 
@@ -230,14 +293,17 @@ def _bare_file_target(
         raise ConfigError(f"{path}: expected an .onnx or .plan file (or a model folder)")
     if backends and backends != ["onnxruntime"]:
         raise ConfigError(f"{path}: a bare ONNX file runs on onnxruntime; build a plan (pointserve build) for tensorrt")
-    channels, needs_category = onnx_input_layout(path)
-    limits = InputLimits(_BARE_MAX_BATCH, 1, _BARE_MAX_POINTS, channels=channels, needs_category=needs_category)
+    inputs, outputs = bare_graph_specs(path)
+    points, category = raw_cloud_layout(inputs, path)
+    limits = InputLimits(dims={BATCH_DIM: (1, _BARE_MAX_BATCH), POINTS_DIM: (1, _BARE_MAX_POINTS)})
     ort_providers = tuple(providers) or ("CPUExecutionProvider",)
 
     def make_runner() -> Runner:
-        from pointserve.engines.onnxruntime import OnnxRuntimeRunner
+        from pointserve.engines.onnxruntime.runner import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(path, limits, providers=ort_providers, intra_op_threads=threads, name=path.name)
+        return OnnxRuntimeRunner(
+            path, inputs, outputs, limits, providers=ort_providers, intra_op_threads=threads, name=path.name
+        )
 
     return BenchTarget(
         label=path.name,
@@ -245,54 +311,97 @@ def _bare_file_target(
         backend="onnxruntime",
         make_runner=make_runner,
         providers=ort_providers,
-        channels=channels,
-        needs_category=needs_category,
+        channels=int(points.shape[2]),
+        needs_category=category is not None,
+        input_specs=inputs,
     )
 
 
 def _bare_plan_target(path: Path, cuda_graph: bool) -> BenchTarget:
-    from pointserve.engines.trt_plan import profile_from_build_info, read_sidecar
+    from pointserve.engines.tensorrt.plan import (
+        point_cloud_specs_from_build_info,
+        profile_from_build_info,
+        read_sidecar,
+    )
 
     build_info = read_sidecar(path)
     if build_info is None:
         raise ConfigError(f"{path}: no {path.name}.json build record next to the plan (written by pointserve build)")
-    profile = profile_from_build_info(build_info)
+    try:
+        specs = point_cloud_specs_from_build_info(build_info, path)
+    except EngineCompatibilityError as exc:
+        raise ConfigError(f"{exc}; {_BARE_HINT}") from None
+    points, category = raw_cloud_layout(specs, path)
+    profile = profile_from_build_info(build_info, specs, path)
 
     def make_runner() -> Runner:
-        from pointserve.engines.tensorrt import TensorRTRunner
+        from pointserve.engines.tensorrt.runner import TensorRTRunner
 
-        return TensorRTRunner(path, build_info=build_info, cuda_graph=cuda_graph, name=path.name)
+        # No output specs: the runner reads them from the engine when it loads.
+        return TensorRTRunner(path, specs, None, build_info=build_info, cuda_graph=cuda_graph, name=path.name)
 
     return BenchTarget(
         label=path.name,
         path=path,
         backend="tensorrt",
         make_runner=make_runner,
-        channels=profile.channels,
-        needs_category=profile.needs_category,
+        channels=int(points.shape[2]),
+        needs_category=category is not None,
         default_points=profile.opt_points,
+        input_specs=specs,
     )
 
 
-def onnx_input_layout(path: Path) -> tuple[int, bool]:
-    """(channels per point, takes a category input) read from an ONNX graph's inputs, weights not loaded."""
+def bare_graph_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The (inputs, outputs) of a bare ONNX graph, weights not loaded. The raw-cloud inputs' dimensions are
+    named ``batch`` and ``num_points`` (whatever the graph calls them, and the outputs' alike); a points
+    input with no fixed channel count takes 3."""
     import onnx
+
+    from pointserve.export.onnx_export import graph_specs
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
         raise ConfigError(f"{path}: not a readable ONNX model ({exc})") from None
-    initializers = {init.name for init in model.graph.initializer}
-    channels, needs_category = 3, False
-    for tensor in model.graph.input:
-        if tensor.name in initializers:
-            continue
-        dims = tensor.type.tensor_type.shape.dim
-        if len(dims) == 3 and dims[2].HasField("dim_value"):
-            channels = int(dims[2].dim_value)
-        elif len(dims) == 1:
-            needs_category = True
-    return channels, needs_category
+    inputs, outputs = graph_specs(model)
+    points, category = raw_cloud_layout(inputs, path)
+    renamed: dict[str, str] = {}
+
+    def with_roles(spec_: TensorSpec, roles: Sequence[str]) -> TensorSpec:
+        shape = list(spec_.shape)
+        for i, role in enumerate(roles):
+            if isinstance(shape[i], str):
+                renamed.setdefault(shape[i], role)
+                shape[i] = role
+            elif shape[i] == 0:  # dynamic, unnamed
+                shape[i] = role
+        if len(shape) == 3 and not (isinstance(shape[2], int) and shape[2] > 0):
+            shape[2] = 3
+        return TensorSpec(name=spec_.name, dtype=spec_.dtype, shape=shape)
+
+    def with_names(spec_: TensorSpec) -> TensorSpec:
+        shape = [
+            renamed.get(d, d) if isinstance(d, str) else (f"{spec_.name}_{i}" if d == 0 else d)
+            for i, d in enumerate(spec_.shape)
+        ]
+        return TensorSpec(name=spec_.name, dtype=spec_.dtype, shape=shape)
+
+    roles = {points.name: (BATCH_DIM, POINTS_DIM)}
+    if category is not None:
+        roles[category.name] = (BATCH_DIM,)
+    new_inputs = [with_roles(s, roles[s.name]) for s in inputs]
+    return new_inputs, [with_names(s) for s in outputs]
 
 
-__all__ = ["BACKENDS", "BenchTarget", "onnx_input_layout", "open_model_dir", "resolve_targets", "split_spec"]
+__all__ = [
+    "BACKENDS",
+    "BenchTarget",
+    "bare_graph_specs",
+    "open_model_dir",
+    "raw_cloud_feeds",
+    "raw_cloud_layout",
+    "resolve_targets",
+    "runnable_variants",
+    "split_spec",
+]

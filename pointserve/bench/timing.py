@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,23 +77,17 @@ def time_callable(
 
 def runner_throughput(
     runner,
+    feeds: Mapping[str, np.ndarray],
     batch: int,
-    num_points: int,
     *,
-    channels: int = 3,
-    num_categories: int = 0,
     warmup: int = 3,
     repeats: int = 20,
-    seed: int = 0,
     max_total_s: float = 60.0,
 ) -> Timing:
-    """Time ``runner.infer`` on one fixed random batch (B, N, C) (+ categories) of unit-sphere clouds."""
-    rng = np.random.default_rng(seed)
-    points = rng.standard_normal((batch, num_points, channels)).astype(np.float32)
-    points[..., :3] /= np.linalg.norm(points[..., :3], axis=-1, keepdims=True).max(axis=1, keepdims=True)
-    category = rng.integers(0, num_categories, size=batch) if num_categories else None
+    """Time ``runner.infer(feeds)`` on one fixed batch of ``batch`` clouds (the graph's named inputs, e.g. from
+    :func:`pointserve.models.collate.random_feeds`)."""
     return time_callable(
-        lambda: runner.infer(points, category), batch=batch, warmup=warmup, repeats=repeats, max_total_s=max_total_s
+        lambda: runner.infer(feeds), batch=batch, warmup=warmup, repeats=repeats, max_total_s=max_total_s
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES
 from pointserve.calibration.quantize import METHODS
+from pointserve.calibration.sources import CALIBRATION_DATA_HELP
 
 DEFAULT_REPOSITORY = "repository"
 
@@ -14,9 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "calibrate",
         help="build the calibration set and the int8 (Q/DQ) ONNX variant of a model version",
-        description="Draw clouds from the model's training split with the training transforms, save them as "
-        "<version>/calibration/*.npz (hash recorded), compute symmetric int8 scales (cached) and store the "
-        "int8 Q/DQ graph as the version's 'int8' variant.",
+        description="Draw clouds from the model's training split (or from --calibration-data) with the training "
+        "transforms, save them as <version>/calibration/*.npz (hash recorded), compute symmetric int8 scales "
+        "(cached) and store the int8 Q/DQ graph as the version's 'int8' variant.",
     )
     parser.add_argument("model", help="version folder, model folder, or model name (name or name:version)")
     parser.add_argument("--repository", default=DEFAULT_REPOSITORY, help="repository folder (default ./repository)")
@@ -25,53 +26,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for drawing and augmenting the clouds (0)")
     parser.add_argument("--method", choices=METHODS, default="minmax", help="calibration method (minmax)")
     parser.add_argument("--data-root", help="dataset folder, for datasets read from disk (not needed for shapes)")
+    parser.add_argument("--calibration-data", metavar="SPEC", help=CALIBRATION_DATA_HELP)
     parser.set_defaults(handler=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
-
     from rich.console import Console
 
-    from pointserve.calibration.dataset import build_calibration_set
     from pointserve.calibration.qdq import check_qdq_graph
-    from pointserve.calibration.quantize import keep_input_layers_float_for, quantize_int8
-    from pointserve.errors import ModelNotFoundError
+    from pointserve.calibration.variant import make_int8_variant
     from pointserve.repository.commands import resolve_model_version
 
     console = Console()
     version = resolve_model_version(args.model, args.repository, args.version)
-    if not version.has_variant("fp32"):
-        raise ModelNotFoundError(f"{version.name} v{version.version} has no fp32 variant; run `pointserve export`")
-    fp32 = version.variant_path("fp32")
-    with console.status(f"drawing {args.num_samples} calibration clouds from {version.card.dataset or 'the data'}"):
-        calibration = build_calibration_set(
-            version.card,
-            version.calibration_dir,
-            num_samples=args.num_samples,
-            seed=args.seed,
-            dataset_root=args.data_root,
-            progress=False,
-        )
-    console.print(
-        f"calibration set {calibration.path} ({calibration.num_samples} clouds x {calibration.num_points} points, "
-        f"seed {calibration.seed}, sha256 {calibration.sha256[:16]}...)"
+    result = make_int8_variant(
+        version,
+        method=args.method,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        dataset_root=args.data_root,
+        calibration_data=args.calibration_data,
+        progress=True,
     )
-    with tempfile.TemporaryDirectory(dir=version.path, prefix=".calibrate-") as tmp:
-        result = quantize_int8(
-            fp32,
-            calibration.path,
-            Path(tmp) / "int8.onnx",
-            method=args.method,
-            keep_input_layers_float=keep_input_layers_float_for(version.card.task),
-            version_dir=version.path,
-            progress=True,
-        )
-        summary = check_qdq_graph(result.path)
-        version.add_variant(
-            "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=result.calibration
-        )
+    calibration = result.calibration
+    console.print(
+        f"calibration set {version.path / calibration.file} ({calibration.num_samples} clouds x "
+        f"{version.card.num_points} points, seed {calibration.seed}, sha256 {calibration.data_hash[:16]}...) "
+        f"from {calibration.source}"
+    )
+    summary = check_qdq_graph(result.path)  # the placed file: the counts below describe what is served
     scales = "reused from cache" if result.cache_hit else "computed"
     console.print(
         f"int8 variant of {version.name} v{version.version}: {args.method} scales {scales} ({result.cache_path.name}), "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,14 @@ def load_training_split(card: ModelCard, *, root: str | None = None, split: str 
     return load_dataset(card.dataset, split, root=root, task=card.task, num_points=card.num_points)
 
 
-def calibration_file_name(card: ModelCard, num_samples: int, seed: int, split: str = "train") -> str:
+def calibration_file_name(
+    card: ModelCard, num_samples: int, seed: int, split: str = "train", source_tag: str | None = None
+) -> str:
+    """``<dataset>-<split>-n<S>-s<seed>.npz``; with ``source_tag`` (data not named by the card) the tag leads."""
     name = card.dataset or "data"
+    if source_tag:
+        # One file per source, so a set drawn from one folder is never overwritten by (or reused for) another.
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", source_tag)
     return f"{name}-{split}-n{num_samples}-s{seed}.npz"
 
 
@@ -161,19 +168,21 @@ def build_calibration_set(
     dataset: PointCloudDataset | None = None,
     dataset_root: str | None = None,
     progress: bool = False,
+    source_tag: str | None = None,
 ) -> CalibrationSet:
     """Draw ``num_samples`` training clouds (without replacement while the split lasts), prepare and save them.
 
     ``dataset`` is the training split if already loaded; otherwise it is loaded by ``card.dataset``
     (``dataset_root`` for datasets read from disk). An existing set with the same name and the same recipe
     (and, when ``dataset`` is given, the same data) is reused as it is: same bytes, same hash, so the scale
-    cache hits. Returns the :class:`CalibrationSet`.
+    cache hits. ``source_tag`` names data the card does not (``--calibration-data``): it goes into the file name
+    and the recipe. Returns the :class:`CalibrationSet`.
     """
     from pointserve.repository.store import atomic_write_bytes
 
     if num_samples < 1:
         raise CalibrationError(f"num_samples must be at least 1, not {num_samples}")
-    path = Path(out_dir) / calibration_file_name(card, num_samples, seed)
+    path = Path(out_dir) / calibration_file_name(card, num_samples, seed, source_tag=source_tag)
     recipe = {
         "format": CALIBRATION_FORMAT,
         "dataset": card.dataset,
@@ -186,6 +195,8 @@ def build_calibration_set(
         "normalization": card.normalization,
         "transforms": TRANSFORMS,
     }
+    if source_tag:
+        recipe["source"] = source_tag  # only when given: sets drawn by the card's dataset keep their exact bytes
     if dataset is not None:
         # Given data: its content is part of the recipe. Loaded by name: the name stands for it (fast reuse).
         recipe["source_data_hash"] = dataset.content_hash()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pointserve.calibration.dataset import CalibrationSet
+from pointserve.card import ModelCard
 from pointserve.errors import CalibrationError
 from pointserve.repository.manifest import CalibrationInfo
 
@@ -61,15 +62,19 @@ class QuantizationResult:
 
 
 class _CloudReader:
-    """onnxruntime's CalibrationDataReader protocol over the calibration arrays, in batches.
+    """onnxruntime's CalibrationDataReader protocol over the calibration clouds, in batches.
 
+    With a model card, each batch of clouds goes through the architecture's preprocessor and collate policy
+    (:func:`pointserve.models.collate.batch_inputs`), so every graph input (neighbour indices, grids, ...)
+    is computed exactly as training and serving compute it; without one, the arrays are fed by input name.
     ``len()`` counts batches; ``set_range`` selects the batches of one chunk (quantize_static's strided loop).
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], input_names: list[str], batch_size: int, progress=None):
-        self.arrays = {name: arrays[name] for name in input_names}
+    def __init__(self, arrays: dict[str, np.ndarray], input_names: list[str], batch_size: int, progress=None, card=None):
+        self.card = card
+        self.arrays = arrays if card is not None else {name: arrays[name] for name in input_names}
         self.batch_size = batch_size
-        self.num_samples = len(next(iter(self.arrays.values())))
+        self.num_samples = len(arrays["points"])
         self.progress = progress
         self.served = 0  # clouds handed to the calibrator so far
         self.set_range(0, len(self))
@@ -88,7 +93,14 @@ class _CloudReader:
         self.served += hi - lo
         if self.progress is not None:
             self.progress(hi - lo)
-        return {name: array[lo:hi] for name, array in self.arrays.items()}
+        if self.card is None:
+            return {name: array[lo:hi] for name, array in self.arrays.items()}
+        from pointserve.models.collate import batch_inputs
+        from pointserve.models.registry import get_spec
+
+        categories = self.arrays["category"][lo:hi].tolist() if self.card.needs_category else None
+        feeds, _ = batch_inputs(get_spec(self.card.architecture), self.card, list(self.arrays["points"][lo:hi]), categories)
+        return feeds
 
 
 def _calibration_method(method: str):
@@ -130,52 +142,6 @@ def _readable_cache(path: Path) -> bool:
     return True
 
 
-_COMPUTE_OPS = {"Conv", "MatMul", "Gemm"}
-
-
-def input_layer_nodes(model, hops: int = 2) -> list[str]:
-    """The Conv / MatMul / Gemm nodes within ``hops`` compute layers of the ``points`` input.
-
-    These act on raw coordinates (the input T-Net, its alignment matmul, the first shared MLP layer). Measured
-    on the converged shapes part-segmentation model: all-int8 lost 2.07 mIoU points against fp32, and keeping
-    just these few layers in float brought the loss under 1 point, at almost no cost (they are 3 or 64
-    channels wide). A common recipe for CNNs too: first layers stay in higher precision.
-
-    Segmentation labels every point from features of its own coordinates, so their rounding shows directly;
-    a classifier max-pools them away. Measured on the shapes classifier: all-int8 -0.83 points, with these
-    layers in float -1.16 (2 of 600 test clouds apart, within noise), so it is on for segmentation only
-    (:func:`keep_input_layers_float_for`).
-    """
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    frontier = [i.name for i in model.graph.input if i.name == "points"] or [model.graph.input[0].name]
-    found: list[str] = []
-    seen: set[str] = set()
-    for _ in range(hops):
-        next_frontier: list[str] = []
-        stack = list(frontier)
-        while stack:  # walk through shape ops (Transpose, Slice, Concat, ...) to the next compute layer
-            tensor = stack.pop()
-            for node in consumers.get(tensor, []):
-                if node.name in seen:
-                    continue
-                seen.add(node.name)
-                if node.op_type in _COMPUTE_OPS:
-                    found.append(node.name)
-                    next_frontier.extend(node.output)
-                else:
-                    stack.extend(node.output)
-        frontier = next_frontier
-    return found
-
-
-def keep_input_layers_float_for(task: str) -> bool:
-    """The default of ``keep_input_layers_float`` per task (see :func:`input_layer_nodes`)."""
-    return task != "classification"
-
-
 def quantize_int8(
     src_onnx: str | Path,
     calibration_npz: str | Path,
@@ -191,6 +157,7 @@ def quantize_int8(
     keep_input_layers_float: bool = False,
     version_dir: str | Path | None = None,
     progress: bool = False,
+    card: ModelCard | None = None,
 ) -> QuantizationResult:
     """Write ``dst_onnx``: ``src_onnx`` (fp32) with symmetric int8 Q/DQ nodes calibrated on ``calibration_npz``.
 
@@ -234,16 +201,20 @@ def quantize_int8(
         source = onnx.load(str(src_onnx))
         initializers = {t.name for t in source.graph.initializer}
         input_names = [i.name for i in source.graph.input if i.name not in initializers]
-        missing = [name for name in input_names if name not in arrays]
+        missing = [name for name in input_names if name not in arrays] if card is None else []
         if missing:
             raise CalibrationError(f"{calibration.path} has no array for graph input(s) {missing}")
         unknown = set(exclude_nodes) - {n.name for n in source.graph.node}
         if unknown:
             raise CalibrationError(f"exclude_nodes names nodes not in {src_onnx}: {sorted(unknown)}")
         if keep_input_layers_float:
-            exclude_nodes = [*exclude_nodes, *input_layer_nodes(source)]
+            if card is None:
+                raise CalibrationError("keep_input_layers_float needs the model card (its spec names the nodes)")
+            from pointserve.models.registry import get_spec
+
+            exclude_nodes = [*exclude_nodes, *get_spec(card.architecture).int8_float_nodes(source, card)]
         counter = _Progress(num_used, progress and not cache_hit, f"calibrating int8 ({method})")
-        reader = _CloudReader(arrays, input_names, batch_size, counter.advance)
+        reader = _CloudReader(arrays, input_names, batch_size, counter.advance, card)
         tmp_cache = Path(tmp) / "ranges.json"
         quantized = Path(tmp) / "int8.onnx"
         extra_options: dict[str, Any] = {

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pointserve.engines.trt_plan import (
+from pointserve.engines.tensorrt.plan import (
     DEFAULT_WORKSPACE_MIB,
     TENSORRT_PRECISIONS,
     ShapeProfile,
@@ -70,32 +70,13 @@ def _build_fp16(model_version: ModelVersion, workdir: Path) -> None:
 def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -> None:
     """Calibration set under ``<version>/calibration/`` (reused when its recipe matches) + the Q/DQ graph.
 
-    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, progress.
+    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, calibration_data, progress.
     """
-    from pointserve.calibration import build_calibration_set, quantize_int8
-    from pointserve.calibration.quantize import keep_input_layers_float_for
+    from pointserve.calibration.variant import make_int8_variant
 
-    options = dict(calibration)
-    method = options.pop("method", "minmax")
-    progress = bool(options.pop("progress", False))
-    calib_set = build_calibration_set(
-        model_version.card,
-        model_version.calibration_dir,
-        progress=progress,
-        **{k: options[k] for k in ("num_samples", "seed", "dataset_root") if k in options},
-    )
-    result = quantize_int8(
-        _fp32_path(model_version),
-        calib_set.path,
-        workdir / "int8.onnx",
-        method=method,
-        keep_input_layers_float=keep_input_layers_float_for(model_version.card.task),
-        version_dir=model_version.path,
-        progress=progress,
-    )
-    model_version.add_variant(
-        "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=result.calibration
-    )
+    _fp32_path(model_version)
+    keys = ("method", "num_samples", "seed", "dataset_root", "calibration_data", "progress")
+    make_int8_variant(model_version, workdir=workdir, **{k: calibration[k] for k in keys if k in calibration})
 
 
 def ensure_onnx_variants(
@@ -154,7 +135,7 @@ def build_tensorrt_plans(
 ) -> list[BuildStep]:
     """One plan per precision from the matching ONNX variant (created first when missing)."""
     from pointserve.engines.gpu import current_gpu
-    from pointserve.engines.trt_builder import engine_from_onnx, tensorrt_version
+    from pointserve.engines.tensorrt.builder import engine_from_onnx, tensorrt_version
 
     version = tensorrt_version()
     gpu = current_gpu()

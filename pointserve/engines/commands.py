@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pointserve.calibration.sources import CALIBRATION_DATA_HELP
 from pointserve.repository.commands import DEFAULT_REPOSITORY
 
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calib.add_argument("--calibration-samples", type=int, default=None, help="clouds in the calibration set")
     calib.add_argument("--calibration-seed", type=int, default=None)
     calib.add_argument("--data-root", help="folder of an on-disk training dataset (for the calibration set)")
+    calib.add_argument("--calibration-data", metavar="SPEC", help=CALIBRATION_DATA_HELP)
     trt = build.add_argument_group("tensorrt")
     for flag in ("min-batch", "opt-batch", "max-batch", "min-points", "opt-points", "max-points"):
         trt.add_argument(f"--{flag}", type=int, dest=flag.replace("-", "_"))
@@ -57,20 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     evaluate.set_defaults(handler=_evaluate)
 
-    doctor = subparsers.add_parser("doctor", help="environment report; with a model, measured throughput tables")
-    doctor.add_argument("model", nargs="?", help="model for --throughput / --gpu")
-    doctor.add_argument("--repository", default=DEFAULT_REPOSITORY)
-    doctor.add_argument("--version", type=int)
-    doctor.add_argument("--throughput", action="store_true", help="PyTorch eager vs ONNX Runtime CPU variants")
-    doctor.add_argument("--gpu", action="store_true", help="build all four TensorRT precisions, check and time them")
-    doctor.add_argument("--checkpoint", help="PyTorch checkpoint for the eager row (default: fp32-torch variant)")
-    doctor.add_argument("--batches", type=_int_list, default=[1, 8, 32], help="comma list (default 1,8,32)")
-    doctor.add_argument("--num-points", type=int, default=1024)
-    doctor.add_argument("--repeats", type=int, default=10, help="timed calls per cell (median reported)")
-    doctor.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
-    doctor.add_argument("--cuda-graph", action="store_true", help="TensorRT runners replay CUDA graphs")
-    doctor.set_defaults(handler=_doctor)
-
 
 def _resolve(args: argparse.Namespace):
     from pointserve.repository.commands import resolve_model_version
@@ -83,7 +71,7 @@ def _build(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from pointserve.engines.build import build_tensorrt_plans, ensure_onnx_variants, expand_precisions
-    from pointserve.engines.selection import add_reference_weights
+    from pointserve.repository.publish import add_reference_weights
 
     console = Console()
     model_version = _resolve(args)
@@ -100,6 +88,8 @@ def _build(args: argparse.Namespace) -> int:
     calibration["progress"] = True
     if args.data_root:
         calibration["dataset_root"] = args.data_root
+    if args.calibration_data:
+        calibration["calibration_data"] = args.calibration_data
     if args.checkpoint:
         add_reference_weights(model_version, args.checkpoint)
     if args.backend == "onnxruntime":
@@ -107,7 +97,7 @@ def _build(args: argparse.Namespace) -> int:
             model_version, precisions, force=args.force, calibration=calibration, log=console.print
         )
     else:
-        from pointserve.engines.trt_plan import profile_from_flags
+        from pointserve.engines.tensorrt.plan import profile_from_flags
 
         card = model_version.card
         profile = profile_from_flags(
@@ -166,75 +156,3 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.no_write:
         console.print(f"written to {model_version.manifest_path}")
     return 0
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from pointserve.engines import doctor
-    from pointserve.errors import ConfigError
-
-    console = Console()
-    table = Table(title="pointserve doctor")
-    table.add_column("item")
-    table.add_column("value")
-    for key, value in doctor.environment_rows():
-        table.add_row(key, value)
-    console.print(table)
-    if not (args.throughput or args.gpu):
-        return 0
-    if not args.model:
-        raise ConfigError("--throughput and --gpu need a model (a version folder or a name)")
-    model_version = _resolve(args)
-    card = model_version.card
-    num_categories = len(card.class_names) if card.needs_category else 0
-    max_batch = max(args.batches)
-    if args.throughput:
-        runners = doctor.cpu_runners(model_version, args.checkpoint, None, max_batch, args.num_points, args.threads)
-        rows = doctor.measure_throughput(
-            runners, args.batches, args.num_points, num_categories=num_categories, repeats=args.repeats
-        )
-        title = f"CPU throughput, N={args.num_points}, one process, median of {args.repeats}"
-        console.print(doctor.throughput_table(rows, title))
-    if args.gpu:
-        _doctor_gpu(args, console, model_version, max_batch, num_categories)
-    return 0
-
-
-def _doctor_gpu(args, console, model_version, max_batch: int, num_categories: int) -> None:
-    from pointserve.engines import doctor
-    from pointserve.engines.build import build_tensorrt_plans
-    from pointserve.engines.selection import create_runner
-    from pointserve.engines.trt_plan import TENSORRT_PRECISIONS, profile_from_flags, tensorrt_variant_name
-
-    card = model_version.card
-    profile = profile_from_flags(
-        card.num_points,
-        channels=card.in_channels,
-        needs_category=card.needs_category,
-        max_batch=max_batch,
-        opt_points=args.num_points,
-        max_points=max(args.num_points, card.num_points),
-    )
-    steps = build_tensorrt_plans(model_version, TENSORRT_PRECISIONS, profile, log=console.print)
-    for step in steps:
-        console.print(f"{step.variant}: {step.action} {f'in {step.seconds:.1f} s' if step.seconds else ''}")
-    plans = [tensorrt_variant_name(p) for p in TENSORRT_PRECISIONS]
-    for name, diff, agreement in doctor.check_plans_against_fp32(model_version, plans, args.num_points):
-        console.print(f"{name}: max |Δlogit| vs fp32 ONNX = {diff:.3e}, argmax agreement {100 * agreement:.2f}%")
-    runners = {
-        name: create_runner(model_version, name, backend="tensorrt", max_batch=max_batch, cuda_graph=args.cuda_graph)
-        for name in plans
-    }
-    for runner in runners.values():
-        runner.load()
-    try:
-        rows = doctor.measure_throughput(
-            runners, args.batches, args.num_points, num_categories=num_categories, repeats=args.repeats
-        )
-    finally:
-        for runner in runners.values():
-            runner.close()
-    title = f"TensorRT throughput (host to host), N={args.num_points}, median of {args.repeats}"
-    console.print(doctor.throughput_table(rows, title))

@@ -4,7 +4,7 @@ ONNX variants run through ONNX Runtime on the CPU (what CI and the CPU image ser
 evaluated too when they can run here. The reference is the fp32 PyTorch model: from ``--checkpoint`` or
 the version's ``fp32-torch`` variant.
 
-Metrics (PointNet's protocol, :mod:`pointserve.training.metrics`): classification — overall and mean class
+Metrics (PointNet's protocol, :mod:`pointserve.metrics`): classification — overall and mean class
 accuracy; part segmentation — instance mIoU with the argmax restricted to each shape's category parts, and
 point accuracy as "overall". Agreement is the fraction of predictions (clouds, or points) equal to the
 reference's; max |Δlogit| is over every logit of the split.
@@ -22,8 +22,12 @@ import numpy as np
 
 from pointserve.card import ModelCard
 from pointserve.engines.base import Runner
-from pointserve.engines.selection import REFERENCE_VARIANT, create_runner, detect_environment, limits_for_card
+from pointserve.engines.environment import detect_environment
+from pointserve.engines.selection import REFERENCE_VARIANT, create_runner, limits_for_card
 from pointserve.errors import ConfigError, EngineError
+from pointserve.metrics import predictions, task_metrics
+from pointserve.models.collate import batch_inputs, split
+from pointserve.models.registry import get_spec
 from pointserve.repository.manifest import AccuracyInfo
 from pointserve.repository.store import ModelVersion
 
@@ -74,39 +78,38 @@ def load_eval_set(
     return EvalSet(name, np.stack(clouds).astype(np.float32), np.asarray(labels, dtype=np.int64), seg)
 
 
-def run_batched(runner: Runner, data: EvalSet, batch_size: int, needs_category: bool) -> np.ndarray:
-    outputs = []
+def run_batched(runner: Runner, card: ModelCard, data: EvalSet, batch_size: int) -> np.ndarray:
+    """Logits of every cloud of ``data``, batched through the family's preprocessor and collate policy.
+
+    Shapes: (S, K) or (S, N, P)
+    """
+    spec = get_spec(card.architecture)
+    output = spec.outputs(card)[0].name
+    logits: list[np.ndarray] = []
     for start in range(0, len(data.points), batch_size):
         stop = start + batch_size
-        category = data.labels[start:stop] if needs_category else None
-        outputs.append(runner.infer(data.points[start:stop], category))
-    return np.concatenate(outputs)
-
-
-def predictions(card: ModelCard, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Argmax; restricted to each shape's category parts for part segmentation."""
-    if card.task == "part_segmentation":
-        from pointserve.training.metrics import restrict_to_category
-
-        parts = [card.category_parts[name] for name in card.class_names]
-        return restrict_to_category(logits, labels, parts)
-    return logits.argmax(-1)
+        categories = data.labels[start:stop].tolist() if card.needs_category else None
+        feeds, layout = batch_inputs(spec, card, list(data.points[start:stop]), categories)
+        logits.extend(cloud[output] for cloud in split(spec, card, runner.infer(feeds), layout))
+    return np.stack(logits)
 
 
 def accuracy_info(
     card: ModelCard, data: EvalSet, logits: np.ndarray, reference_logits: np.ndarray | None
 ) -> AccuracyInfo:
-    from pointserve.training.metrics import classification_metrics, part_segmentation_metrics
-
-    pred = predictions(card, logits, data.labels)
+    """The variant's task metrics (:func:`pointserve.metrics.card_metrics`) and its agreement with the reference."""
+    parts = [card.category_parts[name] for name in card.class_names] if card.task == "part_segmentation" else None
+    pred = predictions(card.task, logits, data.labels, parts)
     if reference_logits is None:
         agreement, max_diff = 1.0, 0.0
     else:
-        agreement = float((pred == predictions(card, reference_logits, data.labels)).mean())
+        agreement = float((pred == predictions(card.task, reference_logits, data.labels, parts)).mean())
         max_diff = float(np.max(np.abs(logits.astype(np.float64) - reference_logits.astype(np.float64))))
     common = {"dataset": data.dataset, "num_samples": len(data.labels)}
+    if card.task != "classification" and data.seg is None:
+        raise ConfigError(f"dataset {data.dataset!r} has no per-point labels to evaluate segmentation with")
+    metrics = task_metrics(card.task, pred, data.labels, data.seg, card.class_names, parts, card.num_outputs)
     if card.task == "classification":
-        metrics = classification_metrics(pred, data.labels, card.class_names)
         return AccuracyInfo(
             **common,
             overall_acc=metrics["overall_acc"],
@@ -114,14 +117,6 @@ def accuracy_info(
             agreement_with_fp32=agreement,
             max_abs_logit_diff=max_diff,
         )
-    if data.seg is None:
-        raise ConfigError(f"dataset {data.dataset!r} has no per-point labels to evaluate segmentation with")
-    if card.task == "part_segmentation":
-        parts = [card.category_parts[name] for name in card.class_names]
-        metrics = part_segmentation_metrics(pred, data.seg, data.labels, card.class_names, parts)
-    else:
-        everything = [list(range(card.num_outputs))]
-        metrics = part_segmentation_metrics(pred, data.seg, np.zeros(len(pred), dtype=int), ["all"], everything)
     return AccuracyInfo(
         **common,
         overall_acc=metrics["point_acc"],
@@ -132,7 +127,7 @@ def accuracy_info(
 
 
 def reference_runner(model_version: ModelVersion, checkpoint: str | Path | None, max_batch: int) -> Runner:
-    from pointserve.engines.torch_runner import TorchRunner
+    from pointserve.engines.torch.runner import TorchRunner
 
     limits = limits_for_card(model_version.card, max_batch=max_batch)
     if checkpoint is not None:
@@ -162,7 +157,7 @@ def evaluate_variants(
     card = model_version.card
     data = load_eval_set(card, dataset, max_samples, data_root)
     with reference_runner(model_version, checkpoint, batch_size) as ref:
-        reference_logits = run_batched(ref, data, batch_size, card.needs_category)
+        reference_logits = run_batched(ref, card, data, batch_size)
     reference = accuracy_info(card, data, reference_logits, None)
     env = detect_environment()
     results: dict[str, AccuracyInfo] = {}
@@ -191,7 +186,7 @@ def evaluate_variants(
                 notes.append(f"{variant.name}: not evaluated here ({exc})")
                 continue
         with runner:
-            logits = run_batched(runner, data, batch_size, card.needs_category)
+            logits = run_batched(runner, card, data, batch_size)
         results[variant.name] = accuracy_info(card, data, logits, reference_logits)
     if write:
         model_version.set_reference_accuracy(reference)

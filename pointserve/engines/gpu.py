@@ -70,7 +70,7 @@ def gpus_from_nvidia_smi(timeout_s: float = 10.0) -> list[GpuInfo]:
 def gpus_from_cuda_python() -> list[GpuInfo]:
     """Query devices through ``cuda.bindings.runtime``; empty when the bindings or a device are missing."""
     try:
-        from pointserve.engines.cuda_rt import load_cudart
+        from pointserve.engines.tensorrt.cuda_rt import load_cudart
     except ImportError:  # pragma: no cover
         return []
     try:

@@ -27,7 +27,7 @@ def _export(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pointserve.repository.publish import publish_checkpoint
+    from pointserve.export.publish import publish_checkpoint
 
     console = Console()
     with console.status("exporting") as status:

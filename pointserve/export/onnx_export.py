@@ -9,7 +9,10 @@ nodes of the TorchScript path (which is deprecated). Its lowest native opset is 
 Every export ends with a parity check against the PyTorch module (:mod:`pointserve.export.parity`); a graph
 that disagrees is never written.
 
-Shapes:
+The graph's inputs and outputs are the architecture spec's (:mod:`pointserve.models.spec`), every symbolic
+dimension dynamic; the example inputs are made by the family's own preprocessor and collate policy.
+
+Shapes (PointNet, for example):
     points:   (B, N, C) float32                       input "points", B and N dynamic
     category: (B,) int64                               input "category" (part segmentation only)
     logits:   (B, K) or (B, N, P) float32              output "logits"
@@ -31,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pointserve.card import ModelCard
 from pointserve.errors import ExportError
-from pointserve.export.parity import DEFAULT_PARITY_TOLERANCE, ParityResult, check_parity, default_parity_shapes
-from pointserve.repository.manifest import TensorSpec
+from pointserve.export.parity import DEFAULT_PARITY_TOLERANCE, ParityResult, check_parity
+from pointserve.models.registry import get_spec
+from pointserve.models.spec import TensorSpec
 
 if TYPE_CHECKING:
     import onnx
@@ -40,8 +44,8 @@ if TYPE_CHECKING:
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
-INPUT_POINTS, INPUT_CATEGORY, OUTPUT_LOGITS = "points", "category", "logits"
-BATCH_DIM, POINTS_DIM = "batch", "num_points"
+# Example sizes for tracing: no symbolic dimension may be 1 (torch.export would specialise it).
+TRACE_BATCH, TRACE_POINTS = 2, 64
 # Protobuf cannot serialise a single message over 2 GiB; weights must stay inside the file.
 _MAX_SINGLE_FILE_BYTES = 2**31 - 1
 
@@ -82,15 +86,9 @@ class ExportReport(BaseModel):
 
 # -- tensor specs -----------------------------------------------------------------------------------------
 def io_specs(card: ModelCard) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The graph's named inputs and outputs as the manifest records them (symbolic dims are strings)."""
-    inputs = [TensorSpec(name=INPUT_POINTS, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, card.in_channels])]
-    if card.needs_category:
-        inputs.append(TensorSpec(name=INPUT_CATEGORY, dtype="int64", shape=[BATCH_DIM]))
-    if card.task == "classification":
-        out_shape: list[int | str] = [BATCH_DIM, card.num_outputs]
-    else:
-        out_shape = [BATCH_DIM, POINTS_DIM, card.num_outputs]
-    return inputs, [TensorSpec(name=OUTPUT_LOGITS, dtype="float32", shape=out_shape)]
+    """The graph's named inputs and outputs as the manifest records them: the architecture spec's."""
+    spec = get_spec(card.architecture)
+    return spec.inputs(card), spec.outputs(card)
 
 
 def graph_specs(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -149,21 +147,26 @@ def _quiet_exporter() -> Iterator[None]:
 # -- export ----------------------------------------------------------------------------------------------
 def trace_to_onnx(model: nn.Module, card: ModelCard, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Run the dynamo exporter with dynamic B and N; an op it cannot translate raises ExportError naming it."""
+    import numpy as np
     import torch
+
+    from pointserve.models.collate import random_feeds
 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: pointserve exports opset >= {MIN_OPSET}")
     model = model.eval()
-    # B=2 and N=64 so that neither axis is specialised to the value 1 while tracing.
-    points = torch.zeros(2, 64, card.in_channels, dtype=torch.float32)
-    batch, num_points = torch.export.Dim(BATCH_DIM), torch.export.Dim(POINTS_DIM)
-    dynamic_shapes: dict[str, dict[int, Any]] = {INPUT_POINTS: {0: batch, 1: num_points}}
-    args: tuple[Any, ...] = (points,)
-    input_names = [INPUT_POINTS]
-    if card.needs_category:
-        args = (points, torch.zeros(2, dtype=torch.int64))
-        dynamic_shapes[INPUT_CATEGORY] = {0: batch}
-        input_names.append(INPUT_CATEGORY)
+    spec = get_spec(card.architecture)
+    inputs, outputs = spec.inputs(card), spec.outputs(card)
+    feeds, _ = random_feeds(spec, card, TRACE_BATCH, TRACE_POINTS, np.random.default_rng(0))
+    args = tuple(torch.from_numpy(feeds[tensor.name]) for tensor in inputs)
+    dims: dict[str, Any] = {}
+    dynamic_shapes = {
+        tensor.name: {
+            axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in enumerate(tensor.shape) if isinstance(dim, str)
+        }
+        for tensor in inputs
+    }
+    input_names = [tensor.name for tensor in inputs]
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(
@@ -171,7 +174,7 @@ def trace_to_onnx(model: nn.Module, card: ModelCard, *, opset: int = DEFAULT_OPS
                 args,
                 None,
                 input_names=input_names,
-                output_names=[OUTPUT_LOGITS],
+                output_names=[tensor.name for tensor in outputs],
                 opset_version=opset,
                 dynamo=True,
                 dynamic_shapes=dynamic_shapes,
@@ -242,7 +245,7 @@ def export_model(
     data = graph.SerializeToString()
     if len(data) > _MAX_SINGLE_FILE_BYTES:
         raise ExportError(f"model is {len(data)} bytes: over the 2 GiB protobuf limit for a single-file ONNX")
-    shapes = list(parity_shapes) if parity_shapes is not None else default_parity_shapes(card)
+    shapes = list(parity_shapes) if parity_shapes is not None else get_spec(card.architecture).parity_shapes(card)
     parity = check_parity(model, card, data, shapes, tolerance=tolerance, seed=seed)
     atomic_write_bytes(out_path, data)
     return ExportReport(
@@ -276,12 +279,12 @@ def export_onnx(
 ) -> ExportReport:
     """Export a checkpoint (``model.safetensors`` + ``card.json``) to one self-contained fp32 ONNX file.
 
-    The graph has inputs ``points`` (B, N, C) (+ ``category`` (B,) for part segmentation) and output
-    ``logits``, B and N dynamic; it passes ``onnx.checker`` (full check), is simplified with onnxsim, and must
+    The graph has the architecture spec's inputs and outputs (PointNet: ``points`` (B, N, C), + ``category``
+    (B,) for part segmentation, and ``logits``), every symbolic dimension dynamic; it passes ``onnx.checker`` (full check), is simplified with onnxsim, and must
     match PyTorch within ``tolerance`` on every ``parity_shapes`` (B, N) — else :class:`ExportError`, and
     nothing is written.
     """
-    from pointserve.training.checkpoint import load_checkpoint
+    from pointserve.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(checkpoint_dir)
     return export_model(

@@ -8,8 +8,10 @@ Argmax: a flip between two logits whose PyTorch margin is below ``2 * tolerance`
 disagreement (segmentation boundaries have such points); it is counted in ``near_ties`` and, like every
 mismatch, recorded, but only mismatches outside ties fail the check.
 
-Shapes:
-    points (B, N, C) float32, category (B,) int64 -> logits (B, K) or (B, N, P)
+The inputs are made by the family's preprocessor and collate policy (:func:`pointserve.models.collate.random_feeds`)
+from random clouds normalised as the card says; the first output (the logits) is compared.
+
+Shapes (PointNet): points (B, N, C) float32, category (B,) int64 -> logits (B, K) or (B, N, P)
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from pointserve.card import ModelCard
 from pointserve.errors import ExportError
+from pointserve.models.collate import random_feeds
+from pointserve.models.registry import get_spec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,21 +48,9 @@ class ParityResult(BaseModel):
 
 
 def default_parity_shapes(card: ModelCard) -> list[tuple[int, int]]:
-    """(B, N) pairs: the training N, N = 1, and N never seen in training (odd, smaller, larger)."""
-    shapes = [(1, card.num_points), (4, 512), (3, 777), (2, 2048), (1, 1)]
-    return list(dict.fromkeys(shapes))
-
-
-def random_inputs(card: ModelCard, batch: int, num_points: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Clouds shaped like served ones (normalised as the card says) and, for part segmentation, categories."""
-    from pointserve.data.transforms import normalize
-
-    clouds = rng.standard_normal((batch, num_points, card.in_channels)).astype(np.float32)
-    clouds = np.stack([normalize(c, card.normalization) for c in clouds]).astype(np.float32)
-    feeds = {"points": clouds}
-    if card.needs_category:
-        feeds["category"] = rng.integers(0, len(card.class_names), size=batch).astype(np.int64)
-    return feeds
+    """The (B, N) pairs the architecture's spec asks parity on (by default: the training N, N = 1, and
+    sizes never seen in training)."""
+    return get_spec(card.architecture).parity_shapes(card)
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> tuple[float, int, int]:
@@ -95,15 +87,17 @@ def check_parity(
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ExportError(f"ONNX Runtime cannot load the exported graph: {exc}") from None
     model = model.eval()
+    spec = get_spec(card.architecture)
+    output = spec.outputs(card)[0].name
     rng = np.random.default_rng(seed)
     results = []
     for batch, num_points in shapes if shapes is not None else default_parity_shapes(card):
-        feeds = random_inputs(card, batch, num_points, rng)
+        feeds, _ = random_feeds(spec, card, batch, num_points, rng)
         with torch.no_grad():
-            args = [torch.from_numpy(feeds[name]) for name in ("points", "category") if name in feeds]
-            reference = model(*args).numpy()
+            reference = model(**{name: torch.from_numpy(array) for name, array in feeds.items()})
+            reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).numpy()
         try:
-            candidate = session.run(["logits"], feeds)[0]
+            candidate = session.run([output], feeds)[0]
         except Exception as exc:
             raise ExportError(f"exported graph fails at B={batch}, N={num_points}: {exc}") from None
         if candidate.shape != reference.shape:

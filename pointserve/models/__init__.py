@@ -1,24 +1,17 @@
-"""Network definitions and a registry by architecture name.
+"""Network families and the registry of their :class:`ArchitectureSpec` s, by architecture name.
 
-    >>> from pointserve.models import get_model, list_models
+    >>> from pointserve.models import get_model, get_spec, list_models
+    >>> spec = get_spec("pointnet_cls")          # what the graph takes and gives, how to batch it
     >>> model = get_model("pointnet_cls", num_classes=10)
 
-Importing this package does not import torch; building a model does.
+A family is one file (or folder) here that registers its specs. Importing this package registers the
+built-in families without importing torch; building a model does.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pointserve.models import pointnet  # noqa: F401  (registers the PointNet family)
+from pointserve.models.registry import get_model, get_spec, list_models, register_architecture
+from pointserve.models.spec import ArchitectureSpec, TensorSpec
 
-from pointserve.models.registry import get_model, list_models, register_model
-
-
-def __getattr__(name: str) -> Any:
-    if name == "orthogonality_loss":
-        from pointserve.models.pointnet import orthogonality_loss
-
-        return orthogonality_loss
-    raise AttributeError(f"module 'pointserve.models' has no attribute {name!r}")
-
-
-__all__ = ["get_model", "list_models", "orthogonality_loss", "register_model"]
+__all__ = ["ArchitectureSpec", "TensorSpec", "get_model", "get_spec", "list_models", "register_architecture"]

@@ -8,19 +8,25 @@ is refused at load time.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pointserve.card import ModelCard
+from pointserve.models.spec import TensorSpec
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 # The checkpoint's own weights, kept in a version as the accuracy reference (served only when asked for).
 REFERENCE_VARIANT = "fp32-torch"
 
+# The vocabulary of variants, defined once: CLI choices, the engines' backend registry and selection import it.
 Precision = Literal["fp32", "tf32", "fp16", "int8"]
 Backend = Literal["onnxruntime", "tensorrt", "torch"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+# Precisions that have an ONNX file of their own (tf32 runs the fp32 graph; it differs only in TensorRT).
+ONNX_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 
 
 def _now() -> str:
@@ -31,20 +37,14 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TensorSpec(_Record):
-    """A named tensor; symbolic dimensions are strings ("batch", "num_points")."""
-
-    name: str
-    dtype: Literal["float32", "float16", "int64", "int32"]
-    shape: list[int | str]
-
-
 class CalibrationInfo(_Record):
     method: Literal["minmax", "entropy", "percentile"]
     num_samples: int
     seed: int
     data_hash: str = Field(description="sha256 of the calibration .npz")
     file: str = Field(description="path of the calibration set, relative to the version folder")
+    source: str | None = Field(default=None, description="where the clouds came from, e.g. 'folder /data/x (37 files)'")
+    source_sha256: str | None = Field(default=None, description="content hash of the source clouds (points, labels)")
 
 
 class BuildInfo(_Record):

@@ -15,7 +15,7 @@ _EXPORTS = {
     "create_app": "pointserve.service.app",
     "Settings": "pointserve.service.settings",
     "load_settings": "pointserve.service.settings",
-    "DynamicBatcher": "pointserve.service.batcher",
+    "DynamicBatcher": "pointserve.service.core.batcher",
     "run_server": "pointserve.service.server",
 }
 

@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from pointserve.data.formats import format_from_name, read_point_cloud_bytes
 from pointserve.errors import DataError, InputError, UnsupportedMediaTypeError
-from pointserve.service.results import check_top_k
+from pointserve.service.core.answers import check_top_k
 
 JSON_TYPES = ("application/json",)
 BINARY_TYPES = ("application/octet-stream",)

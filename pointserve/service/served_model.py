@@ -20,12 +20,15 @@ from pointserve.engines.base import Runner
 from pointserve.errors import ConfigError, EngineError, InputError
 from pointserve.repository.manifest import Variant
 from pointserve.repository.store import ModelVersion, Repository
-from pointserve.service.batcher import DynamicBatcher
-from pointserve.service.clouds import Cloud, check_points, pad_batch, prepare_cloud
+from pointserve.models.registry import get_spec
+from pointserve.models.spec import ArchitectureSpec
+from pointserve.service.core.batcher import DynamicBatcher
+from pointserve.service.core.clouds import Cloud, check_points, group_key, prepare_cloud, run_batch
 from pointserve.service.metrics import ServiceMetrics
 from pointserve.service.settings import BatchingSettings, Settings
 
 log = logging.getLogger("pointserve.service")
+THREAD_PREPARE_POINTS = 100_000  # preparing a bigger cloud (normalise, resample, preprocess) goes off the loop
 
 
 @dataclass
@@ -58,13 +61,20 @@ class ServedModel:
         return self.model_version.card
 
     @property
+    def spec(self) -> ArchitectureSpec:
+        return get_spec(self.card.architecture)
+
+    @property
     def channels(self) -> int:
         return self.card.in_channels
 
     @property
     def max_processed_points(self) -> int:
         """Points per cloud the engine computes; larger clouds are resampled to this many."""
-        return min(self.runners[0].limits.max_points, self.batching.max_points_per_batch)
+        engine_max = self.runners[0].limits.range_of("num_points")[1]
+        if self.spec.collate == "concat":  # the engine's limit is for a whole batch of concatenated clouds
+            engine_max //= max(1, self.runners[0].limits.max_batch)
+        return min(engine_max, self.batching.max_points_per_batch)
 
     @property
     def max_batch_size(self) -> int:
@@ -105,15 +115,32 @@ class ServedModel:
             normalization=self.card.normalization,
             max_processed_points=self.max_processed_points,
             category=category_id,
+            spec=self.spec,
+            card=self.card,
         )
+
+    async def predict(self, items: list[tuple[np.ndarray, Any]]) -> tuple[list[Cloud], list[np.ndarray]]:
+        """The one path of every route: raw clouds and their categories -> prepared clouds and their logits.
+
+        Big clouds are prepared off the event loop (normalising, resampling and the family's preprocessor
+        are numpy work); each cloud then joins the model's dynamic batcher on its own.
+        """
+        clouds = []
+        for points, category in items:
+            if len(points) > THREAD_PREPARE_POINTS:
+                clouds.append(await asyncio.to_thread(self.prepare, points, category))
+            else:
+                clouds.append(self.prepare(points, category))
+        return clouds, await self.infer(clouds)
 
     async def infer(self, clouds: list[Cloud]) -> list[np.ndarray]:
         """Logits for each cloud ((K,) or (n, P)), in order; each cloud is batched with other requests'."""
         if self.batcher is None:
             raise EngineError(f"model {self.name!r} is not loaded")
+        spec = self.spec
         if len(clouds) == 1:
-            return [await self.batcher.submit(clouds[0], clouds[0].cost)]
-        tasks = [asyncio.ensure_future(self.batcher.submit(c, c.cost)) for c in clouds]
+            return [await self.batcher.submit(clouds[0], clouds[0].cost, group_key(spec, clouds[0]))]
+        tasks = [asyncio.ensure_future(self.batcher.submit(c, c.cost, group_key(spec, c))) for c in clouds]
         try:
             return list(await asyncio.gather(*tasks))
         finally:
@@ -121,15 +148,8 @@ class ServedModel:
                 task.cancel()
 
     def run_batch(self, runner: Runner, clouds: list[Cloud]) -> list[np.ndarray]:
-        """The batcher's handler (runs in a worker thread): pad, infer, split back per cloud."""
-        points = pad_batch(clouds)
-        category = np.array([c.category for c in clouds], dtype=np.int64) if self.card.needs_category else None
-        logits = runner.infer(points, category)
-        if logits.shape[0] != len(clouds):
-            raise EngineError(f"runner returned {logits.shape[0]} results for a batch of {len(clouds)}")
-        if self.card.task == "classification":
-            return list(logits)
-        return [logits[i, : len(c.points)] for i, c in enumerate(clouds)]
+        """The batcher's handler (runs in a worker thread): collate by the family's policy, infer, split."""
+        return run_batch(self.spec, self.card, runner, clouds)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self, metrics: ServiceMetrics) -> None:
@@ -143,6 +163,7 @@ class ServedModel:
             request_timeout_s=b.request_timeout_s,
             name=self.name,
             observer=metrics.observer(self.name),
+            padded=self.spec.collate != "concat",
         )
         await self.batcher.start()
         metrics.watch_queue(self.name, lambda: self.batcher.queue_depth if self.batcher else 0)
@@ -174,6 +195,7 @@ class ServedModel:
             "normalization": card.normalization,
             "inputs": [spec.model_dump() for spec in manifest.inputs],
             "outputs": [spec.model_dump() for spec in manifest.outputs],
+            "collate": self.spec.collate,
             "points": {
                 "channels": card.in_channels,
                 "trained_with": card.num_points,
@@ -219,7 +241,7 @@ def open_served_model(repository: Repository, name: str, settings: Settings) -> 
             runner.close()
         raise
     limits = runners[0].limits
-    min_points = max(limits.min_points, chosen.min_points or settings.min_points)
+    min_points = max(limits.range_of("num_points")[0], chosen.min_points or settings.min_points)
     served = ServedModel(
         model_version=model_version,
         variant=model_version.variant(selection.variant),
@@ -250,7 +272,12 @@ def model_names(settings: Settings) -> list[str]:
     """The enabled models of the repository; unknown names in the per-model settings are a ConfigError."""
     repository = Repository(settings.repository)
     if not settings.repository.is_dir():
-        raise ConfigError(f"model repository {settings.repository} does not exist (set --repository)")
+        raise ConfigError(
+            f"no model repository at {settings.repository.resolve()} (looked there for --repository "
+            f"{settings.repository}): run `pointserve quickstart` to build and serve the built-in models, or "
+            "`pointserve export CHECKPOINT -o REPOSITORY` to publish a checkpoint, then `pointserve serve "
+            "--repository REPOSITORY`"
+        )
     names = repository.models()
     unknown = sorted(set(settings.models) - set(names))
     if unknown:

@@ -37,7 +37,7 @@ class _Strict(BaseModel):
 
 
 class BatchingSettings(_Strict):
-    """How one model's dynamic batcher gathers requests (see :mod:`pointserve.service.batcher`)."""
+    """How one model's dynamic batcher gathers requests (see :mod:`pointserve.service.core.batcher`)."""
 
     max_batch_size: int = Field(32, ge=1, le=4096, description="clouds per batch; 1 disables batching")
     max_queue_delay_ms: float = Field(2.0, ge=0, le=10_000, description="longest wait for a batch to fill")

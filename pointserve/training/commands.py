@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pointserve.data import load_dataset
-    from pointserve.training.checkpoint import load_checkpoint
+    from pointserve.checkpoint import load_checkpoint
     from pointserve.training.evaluate import evaluate_model, print_metrics
 
     model, card = load_checkpoint(args.checkpoint)

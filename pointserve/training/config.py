@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pointserve.errors import ConfigError
-
-TASK_OF_MODEL = {
-    "pointnet_cls": "classification",
-    "pointnet_partseg": "part_segmentation",
-    "pointnet_seg": "semantic_segmentation",
-}
-
 
 class TrainConfig(BaseModel):
     """Defaults train the PointNet classifier on the built-in ``shapes`` set in a few minutes on 2 cores."""
@@ -25,6 +18,9 @@ class TrainConfig(BaseModel):
     model: str = "pointnet_cls"
     feature_transform: bool = False
     dropout: float = Field(0.3, ge=0, lt=1)
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="the family's own hyper-parameters, read by its spec's model_config"
+    )
     dataset: str = "shapes"
     data_root: str | None = None
     num_points: int = Field(256, gt=0)
@@ -38,7 +34,7 @@ class TrainConfig(BaseModel):
     scheduler: Literal["step", "cosine", "none"] = "cosine"
     step_size_epochs: int = Field(20, gt=0)
     gamma: float = Field(0.5, gt=0, le=1)
-    feature_transform_weight: float = 0.001
+    feature_transform_weight: float = Field(0.001, description="weight of the family's auxiliary loss, if any")
     seed: int = 0
     device: str = "auto"
     amp: bool | None = Field(None, description="mixed precision; default on for CUDA (fp16), off on CPU (bf16)")
@@ -50,9 +46,14 @@ class TrainConfig(BaseModel):
 
     @property
     def task(self) -> str:
-        if self.model not in TASK_OF_MODEL:
-            raise ConfigError(f"unknown model {self.model!r}; known: {', '.join(sorted(TASK_OF_MODEL))}")
-        return TASK_OF_MODEL[self.model]
+        """The registered architecture's task (ConfigError naming the known ones for an unknown model)."""
+        from pointserve.models import get_spec
+
+        return get_spec(self.model).task
+
+    def options(self) -> dict[str, Any]:
+        """What a spec's ``model_config`` and ``preprocessing`` read: every setting, family options on top."""
+        return {**self.model_dump(exclude={"model_options"}), **self.model_options}
 
     @classmethod
     def from_sources(cls, config_file: str | None, overrides: dict) -> TrainConfig:

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from pointserve.card import ModelCard
 from pointserve.data.base import PointCloudDataset
+from pointserve.metrics import card_metrics
 from pointserve.training.loop import predict_logits
-from pointserve.training.metrics import classification_metrics, part_segmentation_metrics, restrict_to_category
-
-
-def metrics_from_logits(
-    logits: np.ndarray, labels: np.ndarray, seg: np.ndarray | None, card: ModelCard, dataset: PointCloudDataset
-) -> dict:
-    """Classification: accuracies. Part segmentation: mIoU with argmax restricted to each category's parts."""
-    if card.task == "classification":
-        return classification_metrics(logits.argmax(-1), labels, card.class_names)
-    if card.task == "part_segmentation":
-        parts = [card.category_parts[name] for name in card.class_names]
-        preds = restrict_to_category(logits, labels, parts)
-        return part_segmentation_metrics(preds, seg, labels, card.class_names, parts)
-    preds = logits.argmax(-1)
-    # Semantic segmentation: every label is a "part" of one scene category.
-    everything = [list(range(card.num_outputs))]
-    metrics = part_segmentation_metrics(preds, seg, np.zeros(len(preds), dtype=int), ["all"], everything)
-    return metrics
 
 
 def evaluate_model(
     model: torch.nn.Module, card: ModelCard, dataset: PointCloudDataset, batch_size: int = 32, device: str = "cpu"
 ) -> dict:
-    logits, labels, seg = predict_logits(
-        model, card.task, dataset, card.num_points, card.normalization, batch_size, device
-    )
-    return metrics_from_logits(logits, labels, seg, card, dataset)
+    """The task's metrics (:func:`pointserve.metrics.card_metrics`) of ``model`` on ``dataset``."""
+    logits, labels, seg = predict_logits(model, card, dataset, batch_size, device)
+    return card_metrics(card, logits, labels, seg)
 
 
 def headline(metrics: dict) -> dict[str, float]:

@@ -1,7 +1,11 @@
-"""Batching, augmentation and inference over an in-memory :class:`PointCloudDataset`.
+"""Batches and inference over an in-memory :class:`PointCloudDataset`, through the architecture's spec.
+
+Each cloud is resampled, augmented (training) and normalised, then goes through the family's preprocessor
+and collate policy (:mod:`pointserve.models.collate`): exactly what export parity, calibration and the
+service do, so a network is trained on the inputs it is served with.
 
 Shapes:
-    batch points: (B, N, C) float32, labels (B,), seg (B, N), categories (B,)
+    inputs: the graph's named tensors (e.g. points (B, N, C)); labels (B,); seg (B, N) or (sum N,) (concat)
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pointserve.card import ModelCard
 from pointserve.data.base import PointCloudDataset
 from pointserve.data.transforms import augment, normalize, resample_indices
+from pointserve.models.collate import BatchLayout, cloud_inputs, collate, split
+from pointserve.models.registry import get_spec
+from pointserve.models.spec import LOGITS_OUTPUT
 
 
 @dataclass
 class Batch:
-    points: torch.Tensor
+    inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
     seg: torch.Tensor | None
+    layout: BatchLayout
 
 
 def _prepare(sample, num_points: int, normalization: str, rng: np.random.Generator | None, train: bool):
@@ -29,57 +38,69 @@ def _prepare(sample, num_points: int, normalization: str, rng: np.random.Generat
     seg = sample.seg[idx] if sample.seg is not None else None
     if train:
         points, seg = augment(points, rng, seg)
-    return normalize(points, normalization), seg
+    return normalize(points, normalization).astype(np.float32), seg
 
 
 def iterate_batches(
     dataset: PointCloudDataset,
+    card: ModelCard,
     batch_size: int,
-    num_points: int,
-    normalization: str = "unit_sphere",
     rng: np.random.Generator | None = None,
     train: bool = False,
     device: str = "cpu",
 ) -> Iterator[Batch]:
     """Shuffled augmented batches for training (``train=True``, needs ``rng``) or fixed ones for evaluation."""
+    spec = get_spec(card.architecture)
     order = rng.permutation(len(dataset)) if train else np.arange(len(dataset))
     for start in range(0, len(order), batch_size):
         chosen = order[start : start + batch_size]
         if train and len(chosen) < 2:  # BatchNorm cannot train on a batch of one
             continue
-        prepared = [_prepare(dataset[i], num_points, normalization, rng, train) for i in chosen]
-        points = torch.from_numpy(np.stack([p for p, _ in prepared])).to(device)
-        labels = torch.tensor([dataset[i].label for i in chosen], dtype=torch.long, device=device)
+        prepared = [_prepare(dataset[i], card.num_points, card.normalization, rng, train) for i in chosen]
+        labels = [int(dataset[i].label) for i in chosen]
+        per_cloud = [cloud_inputs(spec, card, p, label) for (p, _), label in zip(prepared, labels, strict=True)]
+        feeds, layout = collate(spec, card, per_cloud)
+        inputs = {name: torch.from_numpy(array).to(device) for name, array in feeds.items()}
         seg = None
         if prepared[0][1] is not None:
-            seg = torch.from_numpy(np.stack([s for _, s in prepared]).astype(np.int64)).to(device)
-        yield Batch(points, labels, seg)
+            segs = [s.astype(np.int64) for _, s in prepared]
+            joined = np.concatenate(segs) if spec.collate == "concat" else np.stack(segs)
+            seg = torch.from_numpy(joined).to(device)
+        yield Batch(inputs, torch.tensor(labels, dtype=torch.long, device=device), seg, layout)
 
 
-def model_forward(model: torch.nn.Module, task: str, batch: Batch, with_transform: bool = False):
-    """One forward pass that passes the category to part-segmentation models."""
-    args = (batch.points, batch.labels) if task == "part_segmentation" else (batch.points,)
-    if with_transform:
-        return model.forward_with_transform(*args)
-    return model(*args)
+def model_forward(model: torch.nn.Module, card: ModelCard, batch: Batch, with_aux: bool = False):
+    """One forward pass on the batch's named inputs; with ``with_aux`` also the family's auxiliary loss
+    (``(logits, loss or None)``)."""
+    spec = get_spec(card.architecture)
+    if with_aux:
+        if spec.auxiliary_loss is None:
+            return model(**batch.inputs), None
+        return spec.auxiliary_loss(model, batch.inputs)
+    return model(**batch.inputs)
 
 
 @torch.no_grad()
 def predict_logits(
     model: torch.nn.Module,
-    task: str,
+    card: ModelCard,
     dataset: PointCloudDataset,
-    num_points: int,
-    normalization: str,
     batch_size: int = 32,
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Logits for every sample (no augmentation): ``(logits, labels, seg)``."""
+    """Logits for every sample (no augmentation), one row per cloud: ``(logits, labels, seg)``.
+
+    Shapes: logits (S, K) or (S, N, P), labels (S,), seg (S, N)
+    """
+    spec = get_spec(card.architecture)
     model.eval()
     logits, labels, segs = [], [], []
-    for batch in iterate_batches(dataset, batch_size, num_points, normalization, device=device):
-        logits.append(model_forward(model, task, batch).float().cpu().numpy())
+    for batch in iterate_batches(dataset, card, batch_size, device=device):
+        output = model_forward(model, card, batch)
+        per_cloud = split(spec, card, {LOGITS_OUTPUT: output.float().cpu().numpy()}, batch.layout)
+        logits.extend(cloud[LOGITS_OUTPUT] for cloud in per_cloud)
         labels.append(batch.labels.cpu().numpy())
         if batch.seg is not None:
-            segs.append(batch.seg.cpu().numpy())
-    return np.concatenate(logits), np.concatenate(labels), (np.concatenate(segs) if segs else None)
+            seg = batch.seg.cpu().numpy()
+            segs.append(seg.reshape(len(per_cloud), -1))
+    return np.stack(logits), np.concatenate(labels), (np.concatenate(segs) if segs else None)

@@ -28,8 +28,8 @@ from tqdm import tqdm
 from pointserve.card import ModelCard
 from pointserve.data import load_dataset
 from pointserve.errors import CheckpointError, ConfigError
-from pointserve.models import get_model, orthogonality_loss
-from pointserve.training.checkpoint import load_checkpoint, save_checkpoint
+from pointserve.checkpoint import load_checkpoint, save_checkpoint
+from pointserve.models import get_spec
 from pointserve.training.config import TrainConfig
 from pointserve.training.evaluate import evaluate_model, headline
 from pointserve.training.loop import iterate_batches, model_forward
@@ -44,15 +44,6 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
     return name
-
-
-def _model_config(config: TrainConfig, dataset) -> dict:
-    base = {"in_channels": dataset.in_channels, "feature_transform": config.feature_transform}
-    if config.task == "classification":
-        return {"num_classes": len(dataset.class_names), "dropout": config.dropout, **base}
-    if config.task == "part_segmentation":
-        return {"num_parts": len(dataset.part_names), "num_categories": len(dataset.class_names), **base}
-    return {"num_parts": len(dataset.part_names), **base}
 
 
 def _main_metric(metrics: dict) -> float:
@@ -148,10 +139,12 @@ class Trainer:
         with self.console.status(f"loading {cfg.dataset} ({cfg.task})"):
             train_set = load_dataset(cfg.dataset, "train", samples_per_class=cfg.samples_per_class, **options)
             test_set = load_dataset(cfg.dataset, "test", samples_per_class=cfg.test_samples_per_class, **options)
-        model = get_model(cfg.model, **_model_config(cfg, train_set)).to(self.device)
+        spec = get_spec(cfg.model)
+        options = cfg.options()
         card = ModelCard(
             architecture=cfg.model,
-            config=_model_config(cfg, train_set),
+            config=spec.model_config(train_set, options),
+            preprocessing=spec.preprocessing(options),
             task=cfg.task,  # type: ignore[arg-type]
             class_names=train_set.class_names,
             part_names=train_set.part_names,
@@ -161,6 +154,7 @@ class Trainer:
             dataset=cfg.dataset,
             data_hash=train_set.content_hash(),
         )
+        model = spec.build(card).to(self.device)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = None
@@ -187,7 +181,7 @@ class Trainer:
         run_started = time.perf_counter()
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
-            loss, acc = self._train_epoch(model, optimizer, scaler, train_set, rng, epoch)
+            loss, acc = self._train_epoch(model, card, optimizer, scaler, train_set, rng, epoch)
             if scheduler:
                 scheduler.step()
             metrics: dict = {}
@@ -217,22 +211,20 @@ class Trainer:
             best_metrics = json.loads((self.out / "metrics.json").read_text())
         return best_metrics
 
-    def _train_epoch(self, model, optimizer, scaler, dataset, rng, epoch: int) -> tuple[float, float]:
+    def _train_epoch(self, model, card, optimizer, scaler, dataset, rng, epoch: int) -> tuple[float, float]:
         cfg = self.config
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        batches = iterate_batches(
-            dataset, cfg.batch_size, cfg.num_points, "unit_sphere", rng, train=True, device=self.device
-        )
+        batches = iterate_batches(dataset, card, cfg.batch_size, rng, train=True, device=self.device)
         steps = len(dataset) // cfg.batch_size + (len(dataset) % cfg.batch_size > 1)
         for batch in tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch"):
             optimizer.zero_grad(set_to_none=True)
             with self._autocast():
-                logits, transform = model_forward(model, cfg.task, batch, with_transform=True)
+                logits, auxiliary = model_forward(model, card, batch, with_aux=True)
                 target = batch.labels if batch.seg is None else batch.seg
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
-                if transform is not None:
-                    loss = loss + cfg.feature_transform_weight * orthogonality_loss(transform.float())
+                if auxiliary is not None:
+                    loss = loss + cfg.feature_transform_weight * auxiliary
             if scaler:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -25,7 +25,7 @@ def bench_repository(tmp_path_factory) -> Path:
     from pointserve.export import export_onnx, io_specs
     from pointserve.models import get_model
     from pointserve.repository import Repository
-    from pointserve.training.checkpoint import save_checkpoint
+    from pointserve.checkpoint import save_checkpoint
 
     tmp = tmp_path_factory.mktemp("bench-repo")
     card = ModelCard(

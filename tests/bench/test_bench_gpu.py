@@ -36,7 +36,7 @@ def test_tensorrt_plan_reports_gpu_phases(bench_model_dir: Path, tmp_path: Path,
     pytest.importorskip("cuda.bindings")
     pytest.importorskip("tensorrt")
     from pointserve.engines.build import build_tensorrt_plans
-    from pointserve.engines.trt_plan import profile_from_flags
+    from pointserve.engines.tensorrt.plan import profile_from_flags
     from pointserve.repository import Repository
 
     version = Repository(bench_model_dir.parent).open(bench_model_dir.name)

@@ -29,7 +29,7 @@ def train_classifier(directory: Path, train: PointCloudDataset, epochs: int = 8)
     import torch
 
     from pointserve.models import get_model
-    from pointserve.training.checkpoint import save_checkpoint
+    from pointserve.checkpoint import save_checkpoint
     from pointserve.training.loop import iterate_batches
 
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def random_part_segmenter(directory: Path) -> Path:
 
     from pointserve.data.shapes import CATEGORY_PARTS, CLASS_NAMES, PART_NAMES
     from pointserve.models import get_model
-    from pointserve.training.checkpoint import save_checkpoint
+    from pointserve.checkpoint import save_checkpoint
 
     card = ModelCard(
         architecture="pointnet_partseg",

@@ -55,7 +55,7 @@ def part_segmenter(tmp_path_factory):
     from pointserve.calibration import build_calibration_set
     from pointserve.data import load_dataset
     from pointserve.export import export_onnx
-    from pointserve.training.checkpoint import load_checkpoint
+    from pointserve.checkpoint import load_checkpoint
 
     tmp = tmp_path_factory.mktemp("partseg")
     checkpoint = random_part_segmenter(tmp / "checkpoint")

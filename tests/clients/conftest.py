@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "service"))
 sys.path.insert(0, str(ROOT / "clients"))
 
 from repo_builder import CLASSIFIER, PART_SEGMENTER, build_repository  # noqa: E402

@@ -48,7 +48,7 @@ def _make(tmp: Path, name: str, card: ModelCard) -> dict:
     import torch
 
     from pointserve.models import get_model
-    from pointserve.training.checkpoint import save_checkpoint
+    from pointserve.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = get_model(card.architecture, **card.config).eval()

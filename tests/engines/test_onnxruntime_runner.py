@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pointserve.engines.base import InputLimits
-from pointserve.engines.onnxruntime import CPU, OnnxRuntimeRunner, resolve_providers, session_from_onnx
-from pointserve.engines.torch_runner import TorchRunner
+from pointserve.engines.onnxruntime.runner import CPU, OnnxRuntimeRunner, resolve_providers, session_from_onnx
+from pointserve.engines.torch.runner import TorchRunner
 from pointserve.errors import BackendUnavailableError, EngineError, InputError
 
 LIMITS = InputLimits(max_batch=8, min_points=1, max_points=256)
@@ -142,7 +142,7 @@ def test_provider_resolution():
 
 
 def test_tensorrt_provider_options_follow_the_typing_mode(tmp_path):
-    from pointserve.engines.onnxruntime import TENSORRT, provider_options
+    from pointserve.engines.onnxruntime.runner import TENSORRT, provider_options
 
     strong = provider_options(TENSORRT, precision="fp16", engine_cache_dir=tmp_path / "cache")
     assert strong["trt_fp16_enable"] is False and strong["trt_engine_cache_enable"] is True

@@ -10,8 +10,8 @@ import pytest
 
 from pointserve.engines import RuntimeEnvironment, create_runner, detect_environment, select_variant
 from pointserve.engines.gpu import GpuInfo
-from pointserve.engines.onnxruntime import OnnxRuntimeRunner
-from pointserve.engines.trt_plan import make_build_info, profile_from_flags
+from pointserve.engines.onnxruntime.runner import OnnxRuntimeRunner
+from pointserve.engines.tensorrt.plan import make_build_info, profile_from_flags
 from pointserve.errors import IntegrityError, ModelNotFoundError
 
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0")

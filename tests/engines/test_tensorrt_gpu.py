@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pointserve.engines.base import InputLimits
-from pointserve.engines.onnxruntime import OnnxRuntimeRunner
-from pointserve.engines.trt_plan import profile_from_flags, read_sidecar
+from pointserve.engines.onnxruntime.runner import OnnxRuntimeRunner
+from pointserve.engines.tensorrt.plan import profile_from_flags, read_sidecar
 from pointserve.errors import EngineCompatibilityError
 
 pytestmark = pytest.mark.gpu
@@ -25,7 +25,7 @@ def _clouds(batch, num_points, seed=0):
 
 @pytest.fixture(scope="module")
 def plans(trt, tiny_models, tmp_path_factory):
-    from pointserve.engines.trt_builder import engine_from_onnx
+    from pointserve.engines.tensorrt.builder import engine_from_onnx
 
     tmp = tmp_path_factory.mktemp("plans")
     profile = profile_from_flags(64, max_batch=8, max_points=256)
@@ -41,7 +41,7 @@ def plans(trt, tiny_models, tmp_path_factory):
 
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("tf32", 5e-2)])
 def test_plan_matches_onnxruntime(plans, tiny_models, precision, tolerance):
-    from pointserve.engines.tensorrt import TensorRTRunner
+    from pointserve.engines.tensorrt.runner import TensorRTRunner
 
     info = read_sidecar(plans[precision])
     assert info.builder_flags == (["TF32"] if precision == "tf32" else [])
@@ -54,7 +54,7 @@ def test_plan_matches_onnxruntime(plans, tiny_models, precision, tolerance):
 
 
 def test_cuda_graph_replay_gives_the_same_answer(plans):
-    from pointserve.engines.tensorrt import TensorRTRunner
+    from pointserve.engines.tensorrt.runner import TensorRTRunner
 
     points = _clouds(4, 64, seed=3)
     with TensorRTRunner(plans["fp32"]) as plain, TensorRTRunner(plans["fp32"], cuda_graph=True) as graphed:
@@ -65,7 +65,7 @@ def test_cuda_graph_replay_gives_the_same_answer(plans):
 
 
 def test_shape_cache_is_bounded(plans):
-    from pointserve.engines.tensorrt import TensorRTRunner
+    from pointserve.engines.tensorrt.runner import TensorRTRunner
 
     with TensorRTRunner(plans["fp32"], max_cached_shapes=2) as runner:
         for n in (10, 20, 30, 10):
@@ -74,7 +74,7 @@ def test_shape_cache_is_bounded(plans):
 
 
 def test_plan_for_another_gpu_is_refused_before_deserialising(plans):
-    from pointserve.engines.tensorrt import TensorRTRunner
+    from pointserve.engines.tensorrt.runner import TensorRTRunner
 
     info = read_sidecar(plans["fp32"]).model_copy(update={"compute_capability": "5.0", "gpu_name": "Old GPU"})
     with pytest.raises(EngineCompatibilityError, match="built for Old GPU"):

@@ -37,7 +37,7 @@ def random_checkpoint(directory, card: ModelCard, seed: int):
     import torch
 
     from pointserve.models import get_model
-    from pointserve.training.checkpoint import save_checkpoint
+    from pointserve.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     model = get_model(card.architecture, **card.config)

@@ -13,7 +13,7 @@ from pointserve.errors import ExportError
 from pointserve.export import check_parity, export_model, io_specs
 from pointserve.export.onnx_export import graph_specs, unsupported_op_name
 from pointserve.repository.store import sha256_file
-from pointserve.training.checkpoint import load_checkpoint
+from pointserve.checkpoint import load_checkpoint
 
 
 def _session(path) -> ort.InferenceSession:

@@ -3,7 +3,6 @@ server on 127.0.0.1 (a free port), both built once per session."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +10,10 @@ import httpx
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from repo_builder import build_repository
+from server_helpers import running_server, session_settings
 
-from repo_builder import build_repository  # noqa: E402
-from server_helpers import running_server, session_settings  # noqa: E402
-
-from pointserve.service.app import create_app  # noqa: E402
+from pointserve.service.app import create_app
 
 
 @pytest.fixture(scope="session")

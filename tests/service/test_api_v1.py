@@ -11,7 +11,7 @@ from repo_builder import CARDS, CLASSIFIER, PART_SEGMENTER
 
 from pointserve.data.formats import point_cloud_to_bytes
 from pointserve.data.transforms import normalize, resample_indices
-from pointserve.service.clouds import RESAMPLE_SEED
+from pointserve.service.core.clouds import RESAMPLE_SEED
 
 BINARY = {"content-type": "application/octet-stream"}
 

@@ -14,8 +14,8 @@ from pointserve.engines import create_runner
 from pointserve.engines.base import InputLimits, Runner
 from pointserve.errors import EngineError, RequestTimeoutError, ServiceUnavailableError
 from pointserve.repository import Repository
-from pointserve.service.batcher import DynamicBatcher
-from pointserve.service.clouds import Cloud, pad_batch, prepare_cloud
+from pointserve.service.core.batcher import DynamicBatcher
+from pointserve.service.core.clouds import Cloud, pad_batch, prepare_cloud
 
 
 class Recorder:

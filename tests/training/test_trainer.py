@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pointserve.cli import main
-from pointserve.training.checkpoint import load_checkpoint
+from pointserve.checkpoint import load_checkpoint
 from pointserve.training.config import TrainConfig
 from pointserve.training.trainer import Trainer
 

@@ -1,8 +1,9 @@
 """Open Inference Protocol (KServe v2, what Triton speaks): server and model metadata, readiness, infer.
 
-Inputs are the model's own tensors — ``points`` (B, N, C) FP32 raw coordinates (the server normalises, as
-for /v1) and, for part segmentation, ``category`` (B,) INT64 — and the output is ``logits``: (B, K), or
-(B, N, P) with a row for every input point. Each cloud of B joins the model's dynamic batcher on its own.
+Inputs are the request tensors of every family — ``points`` (B, N, C) FP32 raw coordinates (the server
+normalises and runs the family's preprocessor, as for /v1) and, for part segmentation, ``category`` (B,)
+INT64 — and the output is ``logits``: (B, K), or (B, N, P) with a row for every input point. Each cloud of B
+joins the model's dynamic batcher on its own and goes through the same ``ServedModel.predict`` as /v1.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
 from pointserve import __version__
+from pointserve.engines.backends import oip_platform
 from pointserve.errors import InputError, ModelNotFoundError
+from pointserve.models.spec import request_specs
 from pointserve.service.codecs_v2 import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
-from pointserve.service.results import full_logits
+from pointserve.service.core.answers import full_logits
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,
@@ -37,7 +40,6 @@ from pointserve.service.served_model import ServedModel
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], dependencies=[Authorized])
 EXTENSIONS = ["binary_tensor_data"]
 _DATATYPE = {"float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32"}
-_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch_libtorch"}
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -46,7 +48,9 @@ async def server_metadata() -> Response:
 
 
 def _metadata(served: ServedModel) -> dict:
-    manifest = served.model_version.manifest
+    """What a client sends and gets (the request tensors: raw clouds in, logits out), whatever the family
+    computes on the server in between."""
+    request_inputs, request_outputs = request_specs(served.card)
 
     def tensors(specs):
         return [
@@ -61,9 +65,9 @@ def _metadata(served: ServedModel) -> dict:
     return {
         "name": served.name,
         "versions": [str(served.version)],
-        "platform": _PLATFORM.get(served.backend, served.backend),
-        "inputs": tensors(manifest.inputs),
-        "outputs": tensors(manifest.outputs),
+        "platform": oip_platform(served.backend),
+        "inputs": tensors(request_inputs),
+        "outputs": tensors(request_outputs),
     }
 
 
@@ -115,9 +119,9 @@ async def model_version_ready(served: Annotated[ServedModel, Depends(_model_at_v
 async def _infer(request: Request, served: ServedModel, max_instances: int) -> Response:
     body = await request.body()
     infer = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
-    manifest = served.model_version.manifest
-    points_name = manifest.inputs[0].name
-    category_name = manifest.inputs[1].name if len(manifest.inputs) > 1 else None
+    request_inputs, request_outputs = request_specs(served.card)
+    points_name = request_inputs[0].name
+    category_name = request_inputs[1].name if len(request_inputs) > 1 else None
     unknown = set(infer.inputs) - {points_name, category_name}
     if unknown:
         raise InputError(
@@ -139,12 +143,11 @@ async def _infer(request: Request, served: ServedModel, max_instances: int) -> R
         if category.dtype.kind not in "iu" or category.size != len(points):
             raise InputError(f"{category_name} must be an integer tensor with one id per cloud ({len(points)})")
         categories = [int(c) for c in category.reshape(-1)]
-    clouds = [served.prepare(cloud, cat) for cloud, cat in zip(points, categories, strict=True)]
     try:
-        logits = await unless_disconnected(request, served.infer(clouds))
+        clouds, logits = await unless_disconnected(request, served.predict(list(zip(points, categories, strict=True))))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    output_name = manifest.outputs[0].name
+    output_name = request_outputs[0].name
     stacked = np.stack([full_logits(item, cloud) for item, cloud in zip(logits, clouds, strict=True)])
     wanted = infer.outputs if infer.outputs is not None else None
     if wanted is None:

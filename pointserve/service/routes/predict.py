@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pointserve.service.clouds import Cloud
+from pointserve.service.core.clouds import Cloud
 from pointserve.service.codecs import PredictOptions, decode_predict
 from pointserve.service.deps import Authorized, ServedModelDep
-from pointserve.service.results import classification_answer, segmentation_answer
+from pointserve.service.core.answers import classification_answer, segmentation_answer
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,
@@ -57,15 +57,9 @@ async def predict(request: Request, served: ServedModelDep) -> Response:
     settings = request.app.state.service.settings
     decoded = await decode_predict(request, channels=served.channels, max_instances=settings.max_instances_per_request)
     options = decoded.options
-    clouds = []
-    for item in decoded.inputs:
-        chosen = item.category if item.category is not None else options.category
-        if len(item.points) > _THREAD_ANSWER_POINTS:
-            clouds.append(await asyncio.to_thread(served.prepare, item.points, chosen))
-        else:
-            clouds.append(served.prepare(item.points, chosen))
+    items = [(i.points, i.category if i.category is not None else options.category) for i in decoded.inputs]
     try:
-        logits = await unless_disconnected(request, served.infer(clouds))
+        clouds, logits = await unless_disconnected(request, served.predict(items))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     answers: list[dict[str, Any]] = []

@@ -1,0 +1,124 @@
+"""The one way a model version gets its ``int8`` variant: calibration set -> Q/DQ graph -> checked -> recorded.
+
+``pointserve calibrate`` and ``pointserve build --precision int8`` both call :func:`make_int8_variant`, so the
+two commands cannot drift apart in what they draw, how they quantize or what the manifest says about it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES, CalibrationSet, build_calibration_set, read_npz
+from pointserve.calibration.quantize import QuantizationResult
+from pointserve.errors import CalibrationError, ConfigError, ModelNotFoundError
+from pointserve.repository.store import ModelVersion
+
+NO_DATASET_HINT = (
+    "pass `--calibration-data DATASET:ROOT` (the train split of a registered dataset, e.g. modelnet40_h5:/data/m40) "
+    "or `--calibration-data DIR_OF_CLOUDS` (a folder of .ply/.pcd/.npy/.xyz/.txt clouds); "
+    "calibration_data= from Python"
+)
+
+
+def make_int8_variant(
+    model_version: ModelVersion,
+    *,
+    method: str = "minmax",
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    seed: int = 0,
+    dataset_root: str | None = None,
+    calibration_data: str | None = None,
+    workdir: Path | None = None,
+    progress: bool = False,
+) -> QuantizationResult:
+    """Calibrate and quantize ``model_version``'s fp32 graph and store it as its ``int8`` variant.
+
+    The calibration set is drawn from the card's dataset (``dataset_root`` for one read from disk), or from
+    ``calibration_data`` (``NAME:ROOT`` or a folder of clouds, see
+    :func:`pointserve.calibration.sources.load_calibration_source`) when given; it lands in
+    ``<version>/calibration/`` and is reused when its recipe matches. The Q/DQ graph is written under
+    ``workdir`` (default: a temporary folder inside the version, so placing it is a rename), checked with
+    :func:`~pointserve.calibration.qdq.check_qdq_graph`, and recorded with its calibration — including the
+    source's description and content hash — in the manifest.
+
+    Returns the :class:`QuantizationResult` with ``path`` the placed variant file and ``calibration`` the
+    record the manifest holds.
+    """
+    from pointserve.calibration.qdq import check_qdq_graph
+    from pointserve.calibration.quantize import quantize_int8
+
+    card = model_version.card
+    if not model_version.has_variant("fp32"):
+        raise ModelNotFoundError(
+            f"{model_version.name} v{model_version.version} has no fp32 variant; run `pointserve export` first"
+        )
+    fp32 = model_version.variant_path("fp32")
+    if calibration_data is not None:
+        if dataset_root is not None:
+            raise ConfigError(
+                "both a data root and calibration data were given; put the root in the calibration data "
+                "(--calibration-data DATASET:ROOT) and drop --data-root"
+            )
+        from pointserve.calibration.sources import load_calibration_source
+
+        source = load_calibration_source(calibration_data, card)
+        calibration = build_calibration_set(
+            card,
+            model_version.calibration_dir,
+            num_samples=num_samples,
+            seed=seed,
+            dataset=source.dataset,
+            progress=progress,
+            source_tag=source.tag,
+        )
+        source_description, source_sha256 = source.description, source.sha256
+    else:
+        if not card.dataset:
+            raise CalibrationError(
+                f"the model card of {model_version.name} v{model_version.version} names no dataset to draw "
+                f"calibration clouds from; {NO_DATASET_HINT}"
+            )
+        calibration = build_calibration_set(
+            card,
+            model_version.calibration_dir,
+            num_samples=num_samples,
+            seed=seed,
+            dataset_root=dataset_root,
+            progress=progress,
+        )
+        root = f":{Path(dataset_root).expanduser().resolve()}" if dataset_root else ""
+        source_description = f"{card.dataset}{root} (train split, named by the model card)"
+        source_sha256 = _source_hash(calibration)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=model_version.path, prefix=".int8-")))
+        result = quantize_int8(
+            fp32,
+            calibration.path,
+            Path(workdir) / "int8.onnx",
+            method=method,
+            keep_input_layers_float=True,  # what the family's spec keeps in float (int8_float_nodes)
+            version_dir=model_version.path,
+            progress=progress,
+            card=card,
+        )
+        check_qdq_graph(result.path)
+        info = result.calibration.model_copy(update={"source": source_description, "source_sha256": source_sha256})
+        model_version.add_variant(
+            "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=info
+        )
+    return replace(result, path=model_version.variant_path("int8", verify=False), calibration=info)
+
+
+def _source_hash(calibration: CalibrationSet) -> str | None:
+    """The content hash of the split a set was drawn from, as the set's own metadata records it."""
+    import json
+
+    meta = json.loads(str(read_npz(calibration.path)["meta_json"]))
+    return meta.get("source_data_hash")
+
+
+__all__ = ["NO_DATASET_HINT", "make_int8_variant"]
