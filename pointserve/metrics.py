@@ -76,7 +76,9 @@ def part_segmentation_metrics(
     }
 
 
-def predictions(task: str, logits: np.ndarray, labels: np.ndarray, category_parts: list[list[int]] | None) -> np.ndarray:
+def predictions(
+    task: str, logits: np.ndarray, labels: np.ndarray, category_parts: list[list[int]] | None
+) -> np.ndarray:
     """Argmax of the logits; for part segmentation restricted to each shape's category parts.
 
     Shapes: logits (S, K) or (S, N, P), labels (S,) -> (S,) or (S, N)

@@ -84,9 +84,9 @@ def build_quickstart(home: Path, console) -> Path:
 
 
 def _ensure_model(spec: QuickstartModel, home: Path, repository, console):
-    from pointserve.engines.build import ensure_onnx_variants
     from pointserve.engines.evaluate import accuracy_table, evaluate_variants
     from pointserve.export.publish import publish_checkpoint
+    from pointserve.export.variants import ensure_onnx_variants
 
     if spec.name in repository.models():
         version = repository.open(spec.name)

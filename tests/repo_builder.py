@@ -53,9 +53,9 @@ def build_repository(root: Path, names: tuple[str, ...] = (CLASSIFIER, PART_SEGM
     """Save each model as a checkpoint and publish it (export, parity check, new version) into ``root``."""
     import torch
 
-    from pointserve.models import get_model
-    from pointserve.export.publish import publish_checkpoint
     from pointserve.checkpoint import save_checkpoint
+    from pointserve.export.publish import publish_checkpoint
+    from pointserve.models import get_model
 
     for seed, name in enumerate(names):
         card = CARDS[name]

@@ -8,7 +8,6 @@ import asyncio
 
 import numpy as np
 import onnx
-import pytest
 from tiny_models import tiny_dataset
 
 from pointserve.models import get_spec
@@ -52,7 +51,11 @@ def test_fp16_and_int8_variants_run_and_keep_the_graph_contract(family_version, 
     family_version.add_variant("fp16", fp16, precision="fp16", backend="onnxruntime", source="fp32")
     calibration = build_calibration_set(card, tmp_path, num_samples=8, dataset=tiny_dataset(spec.task))
     result = quantize_int8(
-        family_version.variant_path("fp32"), calibration.path, tmp_path / "int8.onnx", keep_input_layers_float=True, card=card
+        family_version.variant_path("fp32"),
+        calibration.path,
+        tmp_path / "int8.onnx",
+        keep_input_layers_float=True,
+        card=card,
     )
     summary = check_qdq_graph(result.path)
     assert summary.quantize_nodes > 0 and summary.per_channel_weights > 0

@@ -116,7 +116,7 @@ def cpu_runners(
     threads: int | None,
 ) -> dict[str, object]:
     """PyTorch eager (from --checkpoint or the fp32-torch variant) and ONNX Runtime CPU per ONNX variant."""
-    from pointserve.engines.selection import limits_for_card
+    from pointserve.engines.limits import limits_for_card
     from pointserve.engines.torch.runner import TorchRunner
 
     runners: dict[str, object] = {}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from pointserve.arguments import add_model_version_args
 from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES
 from pointserve.calibration.quantize import METHODS
 from pointserve.calibration.sources import CALIBRATION_DATA_HELP
-
-DEFAULT_REPOSITORY = "repository"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "transforms, save them as <version>/calibration/*.npz (hash recorded), compute symmetric int8 scales "
         "(cached) and store the int8 Q/DQ graph as the version's 'int8' variant.",
     )
-    parser.add_argument("model", help="version folder, model folder, or model name (name or name:version)")
-    parser.add_argument("--repository", default=DEFAULT_REPOSITORY, help="repository folder (default ./repository)")
-    parser.add_argument("--version", type=int, help="version number (default: the latest)")
+    add_model_version_args(parser)
     parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="calibration clouds (256)")
     parser.add_argument("--seed", type=int, default=0, help="seed for drawing and augmenting the clouds (0)")
     parser.add_argument("--method", choices=METHODS, default="minmax", help="calibration method (minmax)")

@@ -70,7 +70,9 @@ class _CloudReader:
     ``len()`` counts batches; ``set_range`` selects the batches of one chunk (quantize_static's strided loop).
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], input_names: list[str], batch_size: int, progress=None, card=None):
+    def __init__(
+        self, arrays: dict[str, np.ndarray], input_names: list[str], batch_size: int, progress=None, card=None
+    ):
         self.card = card
         self.arrays = arrays if card is not None else {name: arrays[name] for name in input_names}
         self.batch_size = batch_size
@@ -99,7 +101,9 @@ class _CloudReader:
         from pointserve.models.registry import get_spec
 
         categories = self.arrays["category"][lo:hi].tolist() if self.card.needs_category else None
-        feeds, _ = batch_inputs(get_spec(self.card.architecture), self.card, list(self.arrays["points"][lo:hi]), categories)
+        feeds, _ = batch_inputs(
+            get_spec(self.card.architecture), self.card, list(self.arrays["points"][lo:hi]), categories
+        )
         return feeds
 
 

@@ -68,10 +68,9 @@ class CalibrationSource:
 
 def known_dataset_names() -> list[str]:
     """The registered dataset names, sorted."""
-    from pointserve.data.registry import DATASETS, _ensure_builtin
+    from pointserve.data.catalog import dataset_names
 
-    _ensure_builtin()
-    return sorted(DATASETS)
+    return dataset_names()
 
 
 def load_calibration_source(spec: str, card: ModelCard) -> CalibrationSource:

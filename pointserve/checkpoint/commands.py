@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+from pointserve.arguments import positive_int
 from pointserve.errors import ConfigError
 
 FORMATS = ("pointnet.pytorch",)
 TASKS = ("classification", "part_segmentation", "semantic_segmentation")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--task", choices=TASKS, help="what the model does (default: read from the checkpoint)")
     parser.add_argument(
-        "--num-points", type=_positive_int, default=2500, help="points per cloud used in training (default: 2500)"
+        "--num-points", type=positive_int, default=2500, help="points per cloud used in training (default: 2500)"
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the checkpoint folder to write")
     parser.set_defaults(handler=run_import)

@@ -6,6 +6,7 @@ transforms, and point-cloud file formats.
 """
 
 from pointserve.data.base import PointCloudDataset, Sample
-from pointserve.data.registry import DATASETS, load_dataset
+from pointserve.data.catalog import dataset_names, load_dataset
+from pointserve.data.registry import DATASETS
 
-__all__ = ["DATASETS", "PointCloudDataset", "Sample", "load_dataset"]
+__all__ = ["DATASETS", "PointCloudDataset", "Sample", "dataset_names", "load_dataset"]

@@ -16,21 +16,19 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import plyfile
 
+from pointserve.data.pcd import read_pcd_columns
+from pointserve.data.text import _MAX_HEADER_BYTES, Columns, parse_numeric_text
 from pointserve.errors import DataError
 
 FORMATS = ("ply", "pcd", "xyz", "txt", "npy")
 _EXTENSIONS = {".ply": "ply", ".pcd": "pcd", ".xyz": "xyz", ".txt": "txt", ".pts": "xyz", ".csv": "txt", ".npy": "npy"}
 _NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
-_MAX_HEADER_BYTES = 65536
-
-Columns = dict[str, np.ndarray]
 
 
 def format_from_name(name: str | os.PathLike) -> str:
@@ -111,83 +109,6 @@ def _select_channels(table: Columns | np.ndarray, channels: int | None, name: st
 
 
 # ----------------------------------------------------------------------------------------------------------- text
-
-
-def parse_numeric_text(
-    data: bytes,
-    name: str,
-    *,
-    dtype: type = np.float32,
-    delimiter: str | None = None,
-    min_columns: int = 1,
-    max_rows: int | None = None,
-    skip_header: bool = False,
-    first_line: int = 1,
-) -> np.ndarray:
-    """Parse rows of numbers separated by whitespace or commas (``delimiter=None``) or by ``delimiter``.
-
-    Blank lines and ``#`` comments are skipped; with ``skip_header`` a first line that is not numeric is
-    skipped. Every row must have the same number of values. ``first_line`` is the line number of
-    ``data``'s first line in its file, so errors name the right line.
-
-    Shapes:
-        returns (rows, columns) of ``dtype``; (0, min_columns) when there are no rows.
-    """
-    if delimiter is None and b"," in data:
-        data = data.replace(b",", b" ")
-    if skip_header:
-        data, first_line = _drop_text_header(data, first_line, delimiter)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": handled below
-            table = np.loadtxt(io.BytesIO(data), dtype=dtype, delimiter=delimiter, ndmin=2, max_rows=max_rows)
-    except (ValueError, OverflowError):
-        raise DataError(f"{name}: {_locate_text_error(data, dtype, delimiter, first_line)}") from None
-    if table.size == 0:
-        return np.zeros((0, min_columns), dtype=dtype)
-    if table.shape[1] < min_columns:
-        raise DataError(f"{name}: rows have {table.shape[1]} values, expected at least {min_columns}")
-    return table
-
-
-def _split_line(line: bytes, delimiter: str | None) -> list[bytes]:
-    line = line.split(b"#", 1)[0]
-    if delimiter is None:
-        return line.split()
-    return [] if not line.strip() else [t.strip() for t in line.split(delimiter.encode())]
-
-
-def _drop_text_header(data: bytes, first_line: int, delimiter: str | None) -> tuple[bytes, int]:
-    lines = data.split(b"\n")
-    for index, line in enumerate(lines):
-        tokens = _split_line(line, delimiter)
-        if not tokens:
-            continue
-        try:
-            [float(t) for t in tokens]
-        except ValueError:  # a column-name line such as "x y z": skip it, keep line numbers right
-            return b"\n".join(lines[index + 1 :]), first_line + index + 1
-        break
-    return data, first_line
-
-
-def _locate_text_error(data: bytes, dtype: type, delimiter: str | None, first_line: int) -> str:
-    """Find the line np.loadtxt rejected (its own row numbers skip blank lines) and say what is wrong."""
-    convert = int if np.issubdtype(dtype, np.integer) else float
-    width = None
-    for number, line in enumerate(data.split(b"\n"), start=first_line):
-        tokens = _split_line(line, delimiter)
-        if not tokens:
-            continue
-        if width is not None and len(tokens) != width:
-            return f"line {number} has {len(tokens)} values, expected {width}"
-        width = len(tokens)
-        for token in tokens:
-            try:
-                convert(token)
-            except ValueError:
-                return f"line {number}: {token.decode(errors='replace')[:40]!r} is not a number"
-    return "malformed numeric text"
 
 
 def _read_text(data: bytes, name: str) -> np.ndarray:
@@ -310,14 +231,7 @@ def _read_ply_with_plyfile(data: bytes, name: str) -> Columns:
 # ------------------------------------------------------------------------------------------------------------ pcd
 
 
-def _read_pcd_lazily(data: bytes, name: str) -> Columns:
-    # pcd.py imports helpers from this module, so it is imported on first use rather than at the top.
-    from pointserve.data.pcd import read_pcd_columns
-
-    return read_pcd_columns(data, name)
-
-
-_READERS = {"ply": _read_ply, "pcd": _read_pcd_lazily, "xyz": _read_text, "txt": _read_text, "npy": _read_npy}
+_READERS = {"ply": _read_ply, "pcd": read_pcd_columns, "xyz": _read_text, "txt": _read_text, "npy": _read_npy}
 
 
 # ---------------------------------------------------------------------------------------------------------- write

@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 
-from pointserve.data.formats import _MAX_HEADER_BYTES, Columns, parse_numeric_text
+from pointserve.data.text import _MAX_HEADER_BYTES, Columns, parse_numeric_text
 from pointserve.errors import DataError
 
 # One LZF back-reference (3 bytes) expands to at most 264 bytes: a larger claimed ratio is a lie or a bomb.

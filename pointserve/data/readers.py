@@ -151,7 +151,3 @@ def resample_batch_indices(batch: int, stored: int, num_points: int, rng: np.ran
         return np.stack([resample_indices(stored, num_points, rng) for _ in range(batch)]).astype(np.int64)
     keys = rng.random((batch, stored))
     return np.sort(np.argpartition(keys, num_points - 1, axis=1)[:, :num_points], axis=1)
-
-
-# The format modules register their loaders on import and use the helpers above, so they are imported last.
-from pointserve.data import modelnet, shapenet  # noqa: E402, F401

@@ -7,10 +7,8 @@ Readers of on-disk formats need ``root``; the synthetic ``shapes`` set ignores i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from pointserve.data.base import PointCloudDataset
-from pointserve.errors import ConfigError
 
 Loader = Callable[..., PointCloudDataset]
 DATASETS: dict[str, Loader] = {}
@@ -22,16 +20,3 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
         return loader
 
     return wrap
-
-
-def _ensure_builtin() -> None:
-    # Importing the modules registers their loaders; kept lazy so `import pointserve.data` stays cheap.
-    from pointserve.data import readers, shapes  # noqa: F401
-
-
-def load_dataset(name: str, split: str, **options: Any) -> PointCloudDataset:
-    """Load split ``split`` ("train" or "test") of dataset ``name``."""
-    _ensure_builtin()
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](split, **options)

@@ -99,7 +99,9 @@ class Runner(ABC):
     backend: str = "abstract"
     thread_safe: bool = False
 
-    def __init__(self, input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec], limits: InputLimits, name: str = ""):
+    def __init__(
+        self, input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec], limits: InputLimits, name: str = ""
+    ):
         self.input_specs = list(input_specs)
         self.output_specs = list(output_specs)
         self.limits = limits

@@ -1,9 +1,5 @@
-"""``pointserve build``: make sure a model version has the variants asked for.
-
-onnxruntime (the default, no GPU): the fp32 graph comes from ``pointserve export``; fp16 is converted from
-it (:func:`pointserve.export.convert_to_fp16`); int8 is calibrated and quantized from it
-(:mod:`pointserve.calibration`). tf32 needs no file of its own (it is the fp32 graph).
-tensorrt: one plan per precision, built from the matching ONNX variant (fp32 and tf32 from fp32).
+"""TensorRT plans of a model version: one per precision, built from the matching ONNX variant (fp32 and tf32
+from fp32), which :func:`pointserve.export.variants.ensure_onnx_variants` makes first when it is missing.
 
 Every file goes through :meth:`ModelVersion.add_variant` (atomic placement, hash recorded), and a
 variant that already exists is kept unless ``force``.
@@ -12,14 +8,11 @@ variant that already exists is kept unless ``force``.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pointserve.engines.tensorrt.plan import (
     DEFAULT_WORKSPACE_MIB,
-    TENSORRT_PRECISIONS,
     ShapeProfile,
     onnx_variant_for,
     plan_file_name,
@@ -27,94 +20,9 @@ from pointserve.engines.tensorrt.plan import (
     timing_cache_file_name,
     write_sidecar,
 )
-from pointserve.errors import ConfigError, ModelNotFoundError
+from pointserve.export.variants import BuildStep, ensure_onnx_variants
+from pointserve.repository.manifest import ONNX_PRECISIONS
 from pointserve.repository.store import ModelVersion
-
-ONNX_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass
-class BuildStep:
-    variant: str
-    action: str  # "built", "kept" (already there), "shared" (tf32 uses the fp32 graph)
-    seconds: float = 0.0
-    detail: str = ""
-
-
-def expand_precisions(precision: str | Sequence[str], backend: str) -> list[str]:
-    """``"all"`` -> every precision of the backend; validates names."""
-    names = [precision] if isinstance(precision, str) else list(precision)
-    if names == ["all"]:
-        return list(ONNX_PRECISIONS if backend == "onnxruntime" else TENSORRT_PRECISIONS)
-    for name in names:
-        onnx_variant_for(name)  # ConfigError for unknown names
-    return names
-
-
-def _fp32_path(model_version: ModelVersion) -> Path:
-    if not model_version.has_variant("fp32"):
-        raise ModelNotFoundError(
-            f"{model_version.name} v{model_version.version} has no fp32 ONNX variant; "
-            "run `pointserve export CHECKPOINT` first"
-        )
-    return model_version.variant_path("fp32")
-
-
-def _build_fp16(model_version: ModelVersion, workdir: Path) -> None:
-    from pointserve.export import convert_to_fp16
-
-    out = convert_to_fp16(_fp32_path(model_version), workdir / "fp16.onnx")
-    model_version.add_variant("fp16", out, precision="fp16", backend="onnxruntime", source="fp32")
-
-
-def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -> None:
-    """Calibration set under ``<version>/calibration/`` (reused when its recipe matches) + the Q/DQ graph.
-
-    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, calibration_data, progress.
-    """
-    from pointserve.calibration.variant import make_int8_variant
-
-    _fp32_path(model_version)
-    keys = ("method", "num_samples", "seed", "dataset_root", "calibration_data", "progress")
-    make_int8_variant(model_version, workdir=workdir, **{k: calibration[k] for k in keys if k in calibration})
-
-
-def ensure_onnx_variants(
-    model_version: ModelVersion,
-    precisions: Sequence[str] = ONNX_PRECISIONS,
-    *,
-    force: bool = False,
-    calibration: dict | None = None,
-    log: Callable[[str], None] = lambda _: None,
-) -> list[BuildStep]:
-    """Create the missing ONNX variants among ``precisions`` (fp32 must come from export)."""
-    steps = []
-    with tempfile.TemporaryDirectory(dir=model_version.path, prefix=".build-") as tmp:
-        workdir = Path(tmp)  # inside the version folder: add_variant then moves files without copying
-        for precision in precisions:
-            if precision == "tf32":
-                steps.append(
-                    BuildStep("tf32", "shared", detail="tf32 runs the fp32 graph; it differs only in TensorRT")
-                )
-                continue
-            if precision == "fp32":
-                _fp32_path(model_version)
-                steps.append(BuildStep("fp32", "kept", detail="from pointserve export"))
-                continue
-            if model_version.has_variant(precision) and not force:
-                model_version.variant_path(precision)  # still intact?
-                steps.append(BuildStep(precision, "kept"))
-                continue
-            log(f"building {precision} ...")
-            start = time.perf_counter()
-            if precision == "fp16":
-                _build_fp16(model_version, workdir)
-            elif precision == "int8":
-                _build_int8(model_version, workdir, calibration or {})
-            else:
-                raise ConfigError(f"unknown ONNX precision {precision!r}")
-            steps.append(BuildStep(precision, "built", time.perf_counter() - start))
-    return steps
 
 
 def default_timing_cache_dir(model_version: ModelVersion) -> Path:
@@ -180,4 +88,4 @@ def build_tensorrt_plans(
     return steps
 
 
-__all__ = ["BuildStep", "build_tensorrt_plans", "default_timing_cache_dir", "ensure_onnx_variants", "expand_precisions"]
+__all__ = ["BuildStep", "build_tensorrt_plans", "default_timing_cache_dir", "ensure_onnx_variants"]

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from pointserve.arguments import add_model_version_args
+from pointserve.calibration.quantize import METHODS
 from pointserve.calibration.sources import CALIBRATION_DATA_HELP
-from pointserve.repository.commands import DEFAULT_REPOSITORY
-
-
-def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a version folder (repository/NAME/N), a model folder (latest) or a model name")
-    parser.add_argument("--repository", default=DEFAULT_REPOSITORY, help="repository folder for model names")
-    parser.add_argument("--version", type=int, help="version number (default: the latest)")
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
+from pointserve.repository.manifest import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,13 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="onnxruntime (default): make sure the fp32, fp16 and int8 ONNX variants exist. "
         "tensorrt: build one plan per precision from the matching ONNX variant (needs a GPU and TensorRT).",
     )
-    _add_model_args(build)
-    build.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
+    add_model_version_args(build)
+    build.add_argument("--backend", choices=[b for b in BACKENDS if b != "torch"], default="onnxruntime")
     build.add_argument("--precision", default="all", help="fp32, tf32, fp16, int8, a comma list, or all (default: all)")
     build.add_argument("--force", action="store_true", help="rebuild variants that already exist")
     build.add_argument("--checkpoint", help="also keep this checkpoint's weights as the fp32-torch reference variant")
     calib = build.add_argument_group("int8 calibration")
-    calib.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default=None)
+    calib.add_argument("--calibration-method", choices=METHODS, default=None)
     calib.add_argument("--calibration-samples", type=int, default=None, help="clouds in the calibration set")
     calib.add_argument("--calibration-seed", type=int, default=None)
     calib.add_argument("--data-root", help="folder of an on-disk training dataset (for the calibration set)")
@@ -47,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate-variants",
         help="each variant's accuracy on the test split (ONNX Runtime CPU) next to PyTorch fp32; saved in the manifest",
     )
-    _add_model_args(evaluate)
+    add_model_version_args(evaluate)
     evaluate.add_argument("--dataset", help="dataset name (default: the card's)")
     evaluate.add_argument("--data-root", help="folder of an on-disk dataset")
     evaluate.add_argument("--max-samples", type=int, help="evaluate a fixed seeded subset of this many clouds")
@@ -70,7 +62,8 @@ def _build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pointserve.engines.build import build_tensorrt_plans, ensure_onnx_variants, expand_precisions
+    from pointserve.engines.build import build_tensorrt_plans
+    from pointserve.export.variants import ensure_onnx_variants, expand_precisions
     from pointserve.repository.publish import add_reference_weights
 
     console = Console()

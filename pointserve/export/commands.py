@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_REPOSITORY = "repository"
+from pointserve.arguments import DEFAULT_REPOSITORY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -162,7 +162,9 @@ def trace_to_onnx(model: nn.Module, card: ModelCard, *, opset: int = DEFAULT_OPS
     dims: dict[str, Any] = {}
     dynamic_shapes = {
         tensor.name: {
-            axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in enumerate(tensor.shape) if isinstance(dim, str)
+            axis: dims.setdefault(dim, torch.export.Dim(dim))
+            for axis, dim in enumerate(tensor.shape)
+            if isinstance(dim, str)
         }
         for tensor in inputs
     }
@@ -280,9 +282,9 @@ def export_onnx(
     """Export a checkpoint (``model.safetensors`` + ``card.json``) to one self-contained fp32 ONNX file.
 
     The graph has the architecture spec's inputs and outputs (PointNet: ``points`` (B, N, C), + ``category``
-    (B,) for part segmentation, and ``logits``), every symbolic dimension dynamic; it passes ``onnx.checker`` (full check), is simplified with onnxsim, and must
-    match PyTorch within ``tolerance`` on every ``parity_shapes`` (B, N) — else :class:`ExportError`, and
-    nothing is written.
+    (B,) for part segmentation, and ``logits``), every symbolic dimension dynamic; it passes ``onnx.checker``
+    (full check), is simplified with onnxsim, and must match PyTorch within ``tolerance`` on every
+    ``parity_shapes`` (B, N) — else :class:`ExportError`, and nothing is written.
     """
     from pointserve.checkpoint import load_checkpoint
 

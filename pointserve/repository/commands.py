@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_REPOSITORY = "repository"
+from pointserve.arguments import DEFAULT_REPOSITORY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

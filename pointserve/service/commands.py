@@ -26,20 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-format", choices=("json", "text"), help="log line format (default: json)")
     serve.set_defaults(handler=_serve)
 
-    loadgen = subparsers.add_parser(
-        "loadgen",
-        help="drive a running server with concurrent clients and report throughput and latency",
-        description=(
-            "Load a running server like Triton's perf_analyzer: closed-loop concurrency steps or open-loop "
-            "request rates; one step per value. (`python -m pointserve.bench.loadgen` is the single-step "
-            "version with the interleaved raw baseline and the --client choice.)"
-        ),
-    )
-    from pointserve.bench.loadgen_cli import add_arguments  # stdlib-only at import time
-
-    add_arguments(loadgen)
-    loadgen.set_defaults(handler=_loadgen)
-
 
 def _serve(args: argparse.Namespace) -> int:
     return serve(
@@ -84,7 +70,3 @@ def serve(
     return 0
 
 
-def _loadgen(args: argparse.Namespace) -> int:
-    from pointserve.bench.loadgen_cli import main_from_args
-
-    return main_from_args(args)

@@ -87,7 +87,8 @@ class ServiceMetrics:
 
 
 class ModelBatchObserver:
-    """Feeds one model's batcher events into the histograms (see :class:`~pointserve.service.core.batcher.BatchObserver`)."""
+    """Feeds one model's batcher events into the histograms (see
+    :class:`~pointserve.service.core.batcher.BatchObserver`)."""
 
     def __init__(self, metrics: ServiceMetrics, model: str):
         self._queue = metrics.queue_latency.labels(model=model)

@@ -18,10 +18,10 @@ import numpy as np
 from pointserve.card import ModelCard
 from pointserve.engines.base import Runner
 from pointserve.errors import ConfigError, EngineError, InputError
-from pointserve.repository.manifest import Variant
-from pointserve.repository.store import ModelVersion, Repository
 from pointserve.models.registry import get_spec
 from pointserve.models.spec import ArchitectureSpec
+from pointserve.repository.manifest import Variant
+from pointserve.repository.store import ModelVersion, Repository
 from pointserve.service.core.batcher import DynamicBatcher
 from pointserve.service.core.clouds import Cloud, check_points, group_key, prepare_cloud, run_batch
 from pointserve.service.metrics import ServiceMetrics

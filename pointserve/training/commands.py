@@ -10,11 +10,13 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
-        help="train a PointNet model (default: the classifier on the built-in shapes dataset)",
+        help="train a registered architecture (default: the PointNet classifier on the built-in shapes dataset)",
         description="Train a model. Flags override the YAML --config file; unset flags keep its values.",
     )
     train.add_argument("--config", help="YAML file with TrainConfig fields")
-    train.add_argument("--model", help="pointnet_cls (default), pointnet_partseg or pointnet_seg")
+    train.add_argument(
+        "--model", help="a registered architecture (pointserve.models.list_models()); default pointnet_cls"
+    )
     train.add_argument("--dataset", help="dataset name (default shapes); see pointserve.data.DATASETS")
     train.add_argument("--data-root", dest="data_root", help="folder of an on-disk dataset")
     train.add_argument("--num-points", dest="num_points", type=int, help="points per cloud (default 256)")
@@ -73,8 +75,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pointserve.data import load_dataset
     from pointserve.checkpoint import load_checkpoint
+    from pointserve.data import load_dataset
     from pointserve.training.evaluate import evaluate_model, print_metrics
 
     model, card = load_checkpoint(args.checkpoint)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pointserve.errors import ConfigError
 
+
 class TrainConfig(BaseModel):
     """Defaults train the PointNet classifier on the built-in ``shapes`` set in a few minutes on 2 cores."""
 

@@ -26,9 +26,9 @@ from rich.console import Console
 from tqdm import tqdm
 
 from pointserve.card import ModelCard
+from pointserve.checkpoint import load_checkpoint, save_checkpoint
 from pointserve.data import load_dataset
 from pointserve.errors import CheckpointError, ConfigError
-from pointserve.checkpoint import load_checkpoint, save_checkpoint
 from pointserve.models import get_spec
 from pointserve.training.config import TrainConfig
 from pointserve.training.evaluate import evaluate_model, headline

@@ -18,14 +18,14 @@ def bench_repository(tmp_path_factory) -> Path:
     import torch
 
     from pointserve.card import ModelCard
+    from pointserve.checkpoint import save_checkpoint
     from pointserve.data.shapes import CLASS_NAMES
-    from pointserve.engines.build import ensure_onnx_variants
     from pointserve.engines.evaluate import evaluate_variants
-    from pointserve.engines.selection import add_reference_weights
     from pointserve.export import export_onnx, io_specs
+    from pointserve.export.variants import ensure_onnx_variants
     from pointserve.models import get_model
     from pointserve.repository import Repository
-    from pointserve.checkpoint import save_checkpoint
+    from pointserve.repository.publish import add_reference_weights
 
     tmp = tmp_path_factory.mktemp("bench-repo")
     card = ModelCard(

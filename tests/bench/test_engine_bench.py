@@ -52,7 +52,7 @@ def test_report_of_a_result_without_queries_says_so():
     assert text.endswith("No queries were timed.")
 
 
-def test_inputs_are_unit_sphere_clouds_with_categories_when_needed():
+def test_bare_inputs_are_unit_sphere_clouds_with_categories_when_needed():
     target = BenchTarget(
         label="x",
         path=Path("x"),
@@ -61,12 +61,84 @@ def test_inputs_are_unit_sphere_clouds_with_categories_when_needed():
         needs_category=True,
         num_categories=3,
     )
-    points, category = make_inputs(target, 5, 100, seed=1)
+    feeds = make_inputs(target, 5, 100, seed=1)
+    points, category = feeds["points"], feeds["category"]
     assert points.shape == (5, 100, 3) and points.dtype == np.float32
     assert np.linalg.norm(points, axis=-1).max(axis=1) == pytest.approx(np.ones(5))
     assert category.shape == (5,) and category.dtype == np.int64 and 0 <= category.min() <= category.max() < 3
-    again, _ = make_inputs(target, 5, 100, seed=1)
-    np.testing.assert_array_equal(points, again)
+    again = make_inputs(target, 5, 100, seed=1)
+    np.testing.assert_array_equal(points, again["points"])
+
+
+def test_repository_inputs_come_from_the_family(bench_model_dir: Path):
+    from pointserve.models.collate import random_feeds
+    from pointserve.models.registry import get_spec
+
+    (target,) = resolve_targets(f"{bench_model_dir}:fp32")
+    feeds = make_inputs(target, 3, 50, seed=2)
+    want, _ = random_feeds(get_spec(target.card.architecture), target.card, 3, 50, np.random.default_rng(2))
+    assert feeds.keys() == want.keys() == {"points"}
+    np.testing.assert_array_equal(feeds["points"], want["points"])
+    assert [s.name for s in target.input_specs] == ["points"]
+
+
+def test_bare_graphs_other_than_raw_clouds_are_refused(tmp_path: Path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pointserve.bench.targets import bare_graph_specs
+
+    def graph(path: Path, inputs) -> Path:
+        nodes = [helper.make_node("Identity", [inputs[0].name], ["logits"])]
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", "N", 3])
+        onnx.save(helper.make_model(helper.make_graph(nodes, "g", inputs, [out])), str(path))
+        return path
+
+    raw = graph(
+        tmp_path / "raw.onnx",
+        [
+            helper.make_tensor_value_info("xyz", TensorProto.FLOAT, ["B", "N", 3]),
+            helper.make_tensor_value_info("cat", TensorProto.INT64, ["B"]),
+        ],
+    )
+    inputs, outputs = bare_graph_specs(raw)
+    assert [(s.name, s.shape) for s in inputs] == [("xyz", ["batch", "num_points", 3]), ("cat", ["batch"])]
+    assert outputs[0].shape == ["batch", "num_points", 3]
+    (target,) = resolve_targets(str(raw))
+    assert target.needs_category and set(target.make_feeds(2, 10)) == {"xyz", "cat"}
+
+    knn = graph(
+        tmp_path / "knn.onnx",
+        [
+            helper.make_tensor_value_info("points", TensorProto.FLOAT, ["B", "N", 3]),
+            helper.make_tensor_value_info("neighbours", TensorProto.INT64, ["B", "N", 16]),
+        ],
+    )
+    with pytest.raises(ConfigError, match=r"takes raw clouds.*neighbours int64.*repository version"):
+        resolve_targets(str(knn))
+
+
+def test_bare_plan_of_another_graph_is_refused(tmp_path: Path):
+    from pointserve.engines.gpu import GpuInfo
+    from pointserve.engines.tensorrt.plan import make_build_info, profile_from_flags, write_sidecar
+    from pointserve.repository.manifest import BuildInfo
+
+    plan = tmp_path / "fp32-tensorrt.plan"
+    plan.write_bytes(b"plan")
+    with pytest.raises(ConfigError, match="no fp32-tensorrt.plan.json build record"):
+        resolve_targets(str(plan))
+    gpu = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0")
+    info = make_build_info(
+        gpu, "11.0.0.5", profile_from_flags(64, needs_category=True), workspace_mib=64, build_time_s=1, builder_flags=[]
+    )
+    write_sidecar(plan, info)
+    (target,) = resolve_targets(str(plan))
+    assert (target.backend, target.needs_category, target.default_points) == ("tensorrt", True, 64)
+    assert set(target.make_feeds(2, 10)) == {"points", "category"}
+    shapes = {"points": [8, 3], "neighbours": [8, 16]}
+    write_sidecar(plan, BuildInfo(min_shape=shapes, opt_shape=shapes, max_shape=shapes))
+    with pytest.raises(ConfigError, match="repository version"):
+        resolve_targets(str(plan))
 
 
 def test_spec_parsing(tmp_path: Path):

@@ -28,8 +28,8 @@ def train_classifier(directory: Path, train: PointCloudDataset, epochs: int = 8)
     """A few epochs of the real training batches (pointserve.training.loop: resample, augment, normalise)."""
     import torch
 
-    from pointserve.models import get_model
     from pointserve.checkpoint import save_checkpoint
+    from pointserve.models import get_model
     from pointserve.training.loop import iterate_batches
 
     torch.manual_seed(0)
@@ -58,9 +58,9 @@ def random_part_segmenter(directory: Path) -> Path:
     """Random weights, shaped like a ``shapes`` part-segmentation model (12 categories, their parts)."""
     import torch
 
+    from pointserve.checkpoint import save_checkpoint
     from pointserve.data.shapes import CATEGORY_PARTS, CLASS_NAMES, PART_NAMES
     from pointserve.models import get_model
-    from pointserve.checkpoint import save_checkpoint
 
     card = ModelCard(
         architecture="pointnet_partseg",

@@ -53,9 +53,9 @@ def classifier_calibration(classifier_version, train_split):
 def part_segmenter(tmp_path_factory):
     """``(card, fp32.onnx, calibration set)`` of a random-weight part segmenter."""
     from pointserve.calibration import build_calibration_set
+    from pointserve.checkpoint import load_checkpoint
     from pointserve.data import load_dataset
     from pointserve.export import export_onnx
-    from pointserve.checkpoint import load_checkpoint
 
     tmp = tmp_path_factory.mktemp("partseg")
     checkpoint = random_part_segmenter(tmp / "checkpoint")

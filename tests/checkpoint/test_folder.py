@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from pointserve.card import ModelCard
+from pointserve.checkpoint import load_checkpoint, save_checkpoint
 from pointserve.errors import CheckpointError
 from pointserve.models import get_model
-from pointserve.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _card(**kw):

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from pointserve import cli
-from pointserve.errors import CheckpointError, ConfigError
-from pointserve.checkpoint.importers.pointnet_pytorch import import_pointnet_pytorch
 from pointserve.checkpoint import load_checkpoint
+from pointserve.checkpoint.importers.pointnet_pytorch import import_pointnet_pytorch
+from pointserve.errors import CheckpointError, ConfigError
 
 # ---------------------------------------------------------------------------------------------------------------
 # The reference's state-dict layout: (key, shape, role), in the order torch writes it.

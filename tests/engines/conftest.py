@@ -47,8 +47,8 @@ def _specs(card: ModelCard):
 def _make(tmp: Path, name: str, card: ModelCard) -> dict:
     import torch
 
-    from pointserve.models import get_model
     from pointserve.checkpoint import save_checkpoint
+    from pointserve.models import get_model
 
     torch.manual_seed(0)
     model = get_model(card.architecture, **card.config).eval()

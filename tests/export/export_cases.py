@@ -36,8 +36,8 @@ def partseg_card() -> ModelCard:
 def random_checkpoint(directory, card: ModelCard, seed: int):
     import torch
 
-    from pointserve.models import get_model
     from pointserve.checkpoint import save_checkpoint
+    from pointserve.models import get_model
 
     torch.manual_seed(seed)
     model = get_model(card.architecture, **card.config)

@@ -7,12 +7,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from pointserve.checkpoint import load_checkpoint
 from pointserve.errors import ExportError
 from pointserve.export import convert_to_fp16
 from pointserve.export.fp16 import logits_producer
 from pointserve.export.onnx_export import graph_specs
 from pointserve.export.parity import random_inputs
-from pointserve.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

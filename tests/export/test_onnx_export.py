@@ -9,11 +9,11 @@ import pytest
 import torch
 from export_cases import NUM_POINTS, PARITY_SHAPES, cls_card
 
+from pointserve.checkpoint import load_checkpoint
 from pointserve.errors import ExportError
 from pointserve.export import check_parity, export_model, io_specs
 from pointserve.export.onnx_export import graph_specs, unsupported_op_name
 from pointserve.repository.store import sha256_file
-from pointserve.checkpoint import load_checkpoint
 
 
 def _session(path) -> ort.InferenceSession:

@@ -7,8 +7,7 @@ import torch
 
 from pointserve.errors import ConfigError
 from pointserve.models import get_model, list_models
-from pointserve.models.pointnet.network import orthogonality_loss
-from pointserve.models.pointnet.network import LAYOUTS
+from pointserve.models.pointnet.network import LAYOUTS, orthogonality_loss
 
 # Required constructor arguments of each registered architecture; a new registration must add its own here.
 BUILD_ARGS = {

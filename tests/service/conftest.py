@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from repo_builder import build_repository
 from server_helpers import running_server, session_settings
 

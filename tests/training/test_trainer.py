@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from pointserve.cli import main
 from pointserve.checkpoint import load_checkpoint
+from pointserve.cli import main
 from pointserve.training.config import TrainConfig
 from pointserve.training.trainer import Trainer
 

@@ -32,7 +32,7 @@ def _select(model_version, variant: str, env: RuntimeEnvironment) -> Selection |
 
 
 def _make_runner(request: RunnerRequest) -> OnnxRuntimeRunner:
-    from pointserve.engines.selection import limits_for_card
+    from pointserve.engines.limits import limits_for_card
 
     version = request.model_version
     record = version.variant(request.variant)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from pointserve.engines.base import InputLimits, Runner
-from pointserve.models.spec import TensorSpec
 from pointserve.errors import BackendUnavailableError, EngineError
+from pointserve.models.spec import TensorSpec
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -35,7 +35,7 @@ def _select(model_version, variant: str, env: RuntimeEnvironment) -> Selection |
 
 def _make_runner(request: RunnerRequest) -> TensorRTRunner:
     """The plan's runner; it accepts what both the card's limits and the plan's profile allow."""
-    from pointserve.engines.selection import limits_for_card
+    from pointserve.engines.limits import limits_for_card
 
     version = request.model_version
     record = version.variant(request.variant)

@@ -206,7 +206,7 @@ def profile_from_flags(
     ``category`` (B,)); ``dims``: (min, opt, max) of any other symbolic dimension they have. Dimensions no
     input has are left out (the build record keeps per-input shapes only).
     """
-    from pointserve.engines.selection import default_max_points
+    from pointserve.engines.limits import default_max_points
 
     max_batch = max_batch or DEFAULT_MAX_BATCH
     min_batch = min_batch or 1

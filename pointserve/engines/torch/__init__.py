@@ -16,7 +16,7 @@ def _select(model_version, variant: str, env) -> Selection | str:
 
 
 def _make_runner(request: RunnerRequest):
-    from pointserve.engines.selection import limits_for_card
+    from pointserve.engines.limits import limits_for_card
     from pointserve.engines.torch.runner import TorchRunner
 
     version = request.model_version

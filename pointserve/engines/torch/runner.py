@@ -35,7 +35,7 @@ class TorchRunner(Runner):
     ):
         """``checkpoint``: a checkpoint folder, or a ``.safetensors`` weights file together with ``card``
         (how a repository version keeps its reference weights)."""
-        from pointserve.engines.selection import limits_for_card
+        from pointserve.engines.limits import limits_for_card
 
         self.checkpoint = Path(checkpoint)
         if card is None:
@@ -43,7 +43,10 @@ class TorchRunner(Runner):
         self.card = card
         spec = get_spec(card.architecture)
         super().__init__(
-            spec.inputs(card), spec.outputs(card), limits or limits_for_card(card), name or f"torch:{self.checkpoint.name}"
+            spec.inputs(card),
+            spec.outputs(card),
+            limits or limits_for_card(card),
+            name or f"torch:{self.checkpoint.name}",
         )
         self.device = device
         self.threads = threads

@@ -46,7 +46,11 @@ def _common(dataset, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _classifier_config(dataset, options: Mapping[str, Any]) -> dict[str, Any]:
-    return {"num_classes": len(dataset.class_names), "dropout": float(options.get("dropout", 0.3)), **_common(dataset, options)}
+    return {
+        "num_classes": len(dataset.class_names),
+        "dropout": float(options.get("dropout", 0.3)),
+        **_common(dataset, options),
+    }
 
 
 def _segmenter_config(dataset, options: Mapping[str, Any]) -> dict[str, Any]:

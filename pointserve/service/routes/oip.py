@@ -19,8 +19,8 @@ from pointserve.engines.backends import oip_platform
 from pointserve.errors import InputError, ModelNotFoundError
 from pointserve.models.spec import request_specs
 from pointserve.service.codecs_v2 import HEADER_LENGTH, decode_infer_request, encode_infer_response
-from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
 from pointserve.service.core.answers import full_logits
+from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,

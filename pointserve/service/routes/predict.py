@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pointserve.service.core.clouds import Cloud
 from pointserve.service.codecs import PredictOptions, decode_predict
-from pointserve.service.deps import Authorized, ServedModelDep
 from pointserve.service.core.answers import classification_answer, segmentation_answer
+from pointserve.service.core.clouds import Cloud
+from pointserve.service.deps import Authorized, ServedModelDep
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,

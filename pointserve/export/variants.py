@@ -1,0 +1,108 @@
+"""The ONNX precision variants of a model version, in one place: fp32 comes from ``pointserve export``; fp16 is
+converted from it (:func:`pointserve.export.fp16.convert_to_fp16`); int8 is calibrated and quantized from it by
+the one int8 path (:func:`pointserve.calibration.variant.make_int8_variant`, which ``pointserve calibrate``
+calls too). tf32 needs no file of its own (it is the fp32 graph; it differs only in TensorRT).
+
+Every file goes through :meth:`ModelVersion.add_variant` (atomic placement, hash recorded), and a variant that
+already exists is kept unless ``force``. ``pointserve build`` calls this first, then builds TensorRT plans.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pointserve.errors import ConfigError, ModelNotFoundError
+from pointserve.repository.manifest import ONNX_PRECISIONS, PRECISIONS
+from pointserve.repository.store import ModelVersion
+
+
+@dataclass
+class BuildStep:
+    variant: str
+    action: str  # "built", "kept" (already there), "shared" (tf32 uses the fp32 graph)
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def expand_precisions(precision: str | Sequence[str], backend: str) -> list[str]:
+    """``"all"`` -> every precision of the backend (ONNX files for onnxruntime, all four otherwise); validates."""
+    names = [precision] if isinstance(precision, str) else list(precision)
+    if names == ["all"]:
+        return list(ONNX_PRECISIONS if backend == "onnxruntime" else PRECISIONS)
+    unknown = [name for name in names if name not in PRECISIONS]
+    if unknown:
+        raise ConfigError(f"unknown precision {unknown[0]!r}; choose one of {', '.join(PRECISIONS)} or all")
+    return names
+
+
+def _fp32_path(model_version: ModelVersion) -> Path:
+    if not model_version.has_variant("fp32"):
+        raise ModelNotFoundError(
+            f"{model_version.name} v{model_version.version} has no fp32 ONNX variant; "
+            "run `pointserve export CHECKPOINT` first"
+        )
+    return model_version.variant_path("fp32")
+
+
+def _build_fp16(model_version: ModelVersion, workdir: Path) -> None:
+    from pointserve.export.fp16 import convert_to_fp16
+
+    out = convert_to_fp16(_fp32_path(model_version), workdir / "fp16.onnx")
+    model_version.add_variant("fp16", out, precision="fp16", backend="onnxruntime", source="fp32")
+
+
+def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -> None:
+    """Calibration set under ``<version>/calibration/`` (reused when its recipe matches) + the Q/DQ graph.
+
+    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, calibration_data, progress.
+    """
+    from pointserve.calibration.variant import make_int8_variant
+
+    _fp32_path(model_version)
+    keys = ("method", "num_samples", "seed", "dataset_root", "calibration_data", "progress")
+    make_int8_variant(model_version, workdir=workdir, **{k: calibration[k] for k in keys if k in calibration})
+
+
+def ensure_onnx_variants(
+    model_version: ModelVersion,
+    precisions: Sequence[str] = ONNX_PRECISIONS,
+    *,
+    force: bool = False,
+    calibration: dict | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[BuildStep]:
+    """Create the missing ONNX variants among ``precisions`` (fp32 must come from export)."""
+    steps = []
+    with tempfile.TemporaryDirectory(dir=model_version.path, prefix=".build-") as tmp:
+        workdir = Path(tmp)  # inside the version folder: add_variant then moves files without copying
+        for precision in precisions:
+            if precision == "tf32":
+                steps.append(
+                    BuildStep("tf32", "shared", detail="tf32 runs the fp32 graph; it differs only in TensorRT")
+                )
+                continue
+            if precision == "fp32":
+                _fp32_path(model_version)
+                steps.append(BuildStep("fp32", "kept", detail="from pointserve export"))
+                continue
+            if model_version.has_variant(precision) and not force:
+                model_version.variant_path(precision)  # still intact?
+                steps.append(BuildStep(precision, "kept"))
+                continue
+            log(f"building {precision} ...")
+            start = time.perf_counter()
+            if precision == "fp16":
+                _build_fp16(model_version, workdir)
+            elif precision == "int8":
+                _build_int8(model_version, workdir, calibration or {})
+            else:
+                raise ConfigError(f"unknown ONNX precision {precision!r}")
+            steps.append(BuildStep(precision, "built", time.perf_counter() - start))
+    return steps
+
+
+__all__ = ["BuildStep", "ensure_onnx_variants", "expand_precisions"]
