@@ -125,8 +125,6 @@ def _register_doctor(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_loadgen(subparsers: argparse._SubParsersAction) -> None:
-    if "loadgen" in subparsers.choices:  # an older registration (pointserve.service.commands) came first
-        return
     loadgen = subparsers.add_parser(
         "loadgen",
         help="drive a running server with concurrent clients and report throughput and latency",

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from pointserve.bench.synthetic import make_clouds
 from pointserve.errors import ConfigError
 
 PAYLOADS = ("binary", "json", "npy", "v2-binary", "v2-json")
@@ -72,21 +73,6 @@ def check_loopback(url: str) -> None:
         raise ConfigError(f"cannot resolve {host!r} in {url}") from None
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise ConfigError(f"{url} is not a loopback address; pass --allow-remote to load another machine")
-
-
-def make_clouds(count: int, num_points: int, channels: int = 3, seed: int = 0):
-    """``count`` random clouds (N, C) float32: points on jittered ellipsoids of random size and position."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    clouds = []
-    for _ in range(count):
-        direction = rng.standard_normal((num_points, 3))
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        xyz = direction * rng.uniform(0.2, 2.0, size=3) + rng.uniform(-5, 5, size=3)
-        extra = rng.standard_normal((num_points, channels - 3))
-        clouds.append(np.concatenate([xyz, extra], axis=1).astype(np.float32))
-    return clouds
 
 
 def encode_payload(kind: str, model: str, cloud, category: int | None = None) -> Payload:

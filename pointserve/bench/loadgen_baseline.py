@@ -6,7 +6,7 @@ collate policy (PointNet: points (B, N, C) float32, + (B,) int64 categories for 
 
 from __future__ import annotations
 
-from pointserve.bench.loadgen import make_clouds
+from pointserve.bench.synthetic import make_clouds
 
 
 class RawBaseline:

@@ -93,7 +93,7 @@ def load_calibration_source(spec: str, card: ModelCard) -> CalibrationSource:
 
 
 def _registered_source(name: str, root: str | None, card: ModelCard) -> CalibrationSource:
-    from pointserve.data.registry import load_dataset
+    from pointserve.data.catalog import load_dataset
 
     known = known_dataset_names()
     if name not in known:

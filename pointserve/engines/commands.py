@@ -97,6 +97,7 @@ def _build(args: argparse.Namespace) -> int:
             card.num_points,
             channels=card.in_channels,
             needs_category=card.needs_category,
+            inputs=model_version.manifest.inputs,  # the graph's own tensors, whatever the family
             min_batch=args.min_batch,
             opt_batch=args.opt_batch,
             max_batch=args.max_batch,

@@ -1,4 +1,4 @@
-"""``pointserve serve`` (and :func:`serve` for ``pointserve quickstart``) and ``pointserve loadgen``.
+"""``pointserve serve`` (and :func:`serve` for ``pointserve quickstart``); ``pointserve loadgen`` is the bench's.
 
 Handlers import the service (FastAPI, uvicorn, onnxruntime) only when they run.
 """
@@ -68,5 +68,3 @@ def serve(
     models = open_models(settings)  # a bad repository or file fails here, with one line
     run_server(create_app(settings, models=models), settings)
     return 0
-
-

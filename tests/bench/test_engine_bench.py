@@ -162,3 +162,56 @@ def test_run_benchmark_api(bench_model_dir: Path):
     assert result.queries == 4 and result.num_points == 80 and result.clouds_per_s == pytest.approx(3 * result.qps)
     assert result.target.precision == "fp16" and result.target.accuracy is not None
     assert all(t.phases.compute_s is not None and t.phases.h2d_s is None for t in result.times)
+
+
+def test_timed_call_uses_the_backends_timer_on_gpu_providers_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from pointserve.bench.phases import timed_call
+    from pointserve.engines.base import InputLimits, Runner
+    from pointserve.engines.onnxruntime import runner as ort_runner
+    from pointserve.engines.tensorrt.plan import point_cloud_inputs
+    from pointserve.models.spec import TensorSpec
+
+    bound: dict[str, list] = {"inputs": [], "outputs": []}
+
+    class Binding:
+        def bind_ortvalue_input(self, name, value):
+            bound["inputs"].append((name, value.shape))
+
+        def bind_output(self, name, device, device_id):
+            bound["outputs"].append((name, device))
+
+        def copy_outputs_to_cpu(self):
+            return []
+
+    class FakeOrt(Runner):
+        backend = "onnxruntime"
+
+        def __init__(self, providers):
+            outputs = [TensorSpec(name="logits", dtype="float32", shape=["batch", 4])]
+            super().__init__(point_cloud_inputs(3, True), outputs, InputLimits(), "fake")
+            self.active_providers = providers
+            self.session = SimpleNamespace(io_binding=Binding, run_with_iobinding=lambda binding: None)
+
+        def _load_impl(self):
+            pass
+
+        def _infer_impl(self, feeds):
+            return {"logits": np.zeros((len(feeds["points"]), 4), np.float32)}
+
+    fake_ort = SimpleNamespace(OrtValue=SimpleNamespace(ortvalue_from_numpy=lambda a, device, i: a))
+    monkeypatch.setattr(ort_runner, "import_onnxruntime", lambda: fake_ort)
+    feeds = {"points": np.zeros((2, 8, 3), np.float32), "category": np.array([0, 1])}
+
+    cpu = FakeOrt(["CPUExecutionProvider"]).load()
+    call, gpu = timed_call(cpu)
+    assert not gpu and call(feeds).compute_s is not None
+
+    cuda = FakeOrt(["CUDAExecutionProvider", "CPUExecutionProvider"]).load()
+    call, gpu = timed_call(cuda)
+    phases = call(feeds)
+    assert gpu and phases.gpu_compute_s is not None and phases.compute_s is None
+    assert bound == {"inputs": [("points", (2, 8, 3)), ("category", (2,))], "outputs": [("logits", "cuda")]}
+    _, gpu = timed_call(cuda, gpu_phases=False)
+    assert not gpu

@@ -25,24 +25,14 @@ def class_subset(split: str, per_class: int) -> PointCloudDataset:
 
 
 def train_classifier(directory: Path, train: PointCloudDataset, epochs: int = 8) -> Path:
-    """A few epochs of the real training batches (pointserve.training.loop: resample, augment, normalise)."""
+    """A few epochs of the real training batches (pointserve.training.loop: resample, augment, normalise,
+    then the family's preprocessor and collate policy)."""
     import torch
 
     from pointserve.checkpoint import save_checkpoint
     from pointserve.models import get_model
     from pointserve.training.loop import iterate_batches
 
-    torch.manual_seed(0)
-    model = get_model("pointnet_cls", num_classes=len(CLASSES))
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(epochs):
-        model.train()
-        for batch in iterate_batches(train, 16, NUM_POINTS, "unit_sphere", rng, train=True):
-            loss = torch.nn.functional.cross_entropy(model(batch.points), batch.labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
     card = ModelCard(
         architecture="pointnet_cls",
         config={"num_classes": len(CLASSES)},
@@ -51,16 +41,26 @@ def train_classifier(directory: Path, train: PointCloudDataset, epochs: int = 8)
         num_points=NUM_POINTS,
         dataset="shapes",
     )
+    torch.manual_seed(0)
+    model = get_model(card.architecture, **card.config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(epochs):
+        model.train()
+        for batch in iterate_batches(train, card, 16, rng, train=True):
+            loss = torch.nn.functional.cross_entropy(model(**batch.inputs), batch.labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     return save_checkpoint(model.eval(), card, directory)
 
 
 def random_part_segmenter(directory: Path) -> Path:
-    """Random weights, shaped like a ``shapes`` part-segmentation model (12 categories, their parts)."""
-    import torch
+    """Random weights (the suite's tiny-model checkpoint maker), shaped like a ``shapes`` part-segmentation
+    model (12 categories, their parts): calibration draws its clouds from that data set."""
+    from tiny_models import random_checkpoint
 
-    from pointserve.checkpoint import save_checkpoint
     from pointserve.data.shapes import CATEGORY_PARTS, CLASS_NAMES, PART_NAMES
-    from pointserve.models import get_model
 
     card = ModelCard(
         architecture="pointnet_partseg",
@@ -72,5 +72,4 @@ def random_part_segmenter(directory: Path) -> Path:
         num_points=NUM_POINTS,
         dataset="shapes",
     )
-    torch.manual_seed(0)
-    return save_checkpoint(get_model(card.architecture, **card.config).eval(), card, directory)
+    return random_checkpoint(directory, card, seed=0)

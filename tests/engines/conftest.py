@@ -1,60 +1,57 @@
-"""Tiny random-weight PointNets as real checkpoints, real ONNX files and a real repository (built once)."""
+"""Tiny random-weight PointNets as real checkpoints, real ONNX files and a real repository (built once).
+
+The checkpoints come from the suite's one tiny-model registry (``tests/tiny_models.py``); the cards are shaped
+like the built-in ``shapes`` models (12 classes; 29 parts over 12 categories) because the commands tested
+here evaluate and calibrate on that data set.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from tiny_models import random_checkpoint
 
 from pointserve.card import ModelCard
-from pointserve.repository import Repository, TensorSpec
+from pointserve.models import get_spec
+from pointserve.repository import Repository
 
 NUM_POINTS = 64
 
 
 def _export(model, card: ModelCard, path: Path) -> None:
-    """TorchScript export (fast, fine for tests); the production path is pointserve.export."""
+    """TorchScript export (fast, fine for tests) with the spec's tensor names; the production path is
+    pointserve.export."""
     import torch
 
-    example = (torch.zeros(2, NUM_POINTS, 3),)
-    names = ["points"]
-    axes = {"points": {0: "batch", 1: "num_points"}, "logits": {0: "batch"}}
+    spec = get_spec(card.architecture)
+    inputs, outputs = spec.inputs(card), spec.outputs(card)
+    example = {"points": torch.zeros(2, NUM_POINTS, card.in_channels)}
     if card.needs_category:
-        example += (torch.zeros(2, dtype=torch.long),)
-        names.append("category")
-        axes["category"] = {0: "batch"}
-        axes["logits"][1] = "num_points"
+        example["category"] = torch.zeros(2, dtype=torch.long)
+    axes = {
+        tensor.name: {axis: dim for axis, dim in enumerate(tensor.shape) if isinstance(dim, str)}
+        for tensor in [*inputs, *outputs]
+    }
     torch.onnx.export(
         model,
-        example,
+        tuple(example[tensor.name] for tensor in inputs),
         str(path),
         dynamo=False,
-        input_names=names,
-        output_names=["logits"],
+        input_names=[tensor.name for tensor in inputs],
+        output_names=[tensor.name for tensor in outputs],
         dynamic_axes=axes,
         opset_version=17,
     )
 
 
-def _specs(card: ModelCard):
-    inputs = [TensorSpec(name="points", dtype="float32", shape=["batch", "num_points", 3])]
-    if card.needs_category:
-        inputs.append(TensorSpec(name="category", dtype="int64", shape=["batch"]))
-    out = ["batch", card.num_outputs] if card.task == "classification" else ["batch", "num_points", card.num_outputs]
-    return inputs, [TensorSpec(name="logits", dtype="float32", shape=out)]
-
-
 def _make(tmp: Path, name: str, card: ModelCard) -> dict:
-    import torch
+    from pointserve.checkpoint import load_checkpoint
 
-    from pointserve.checkpoint import save_checkpoint
-    from pointserve.models import get_model
-
-    torch.manual_seed(0)
-    model = get_model(card.architecture, **card.config).eval()
-    checkpoint = save_checkpoint(model, card, tmp / f"{name}-ckpt")
+    checkpoint = random_checkpoint(tmp / f"{name}-ckpt", card, seed=0)
+    model, _ = load_checkpoint(checkpoint)
     onnx_path = tmp / f"{name}.onnx"
-    _export(model, card, onnx_path)
+    _export(model.eval(), card, onnx_path)
     return {"card": card, "checkpoint": checkpoint, "onnx": onnx_path, "model": model}
 
 
@@ -87,11 +84,13 @@ def tiny_models(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def repository(tiny_models, tmp_path) -> Repository:
-    """A fresh repository with both tiny models' fp32 ONNX variants."""
+    """A fresh repository with both tiny models' fp32 ONNX variants (the manifest's tensors: the spec's)."""
     repo = Repository(tmp_path / "repo")
     for key in ("cls", "seg"):
         card = tiny_models[key]["card"]
-        inputs, outputs = _specs(card)
-        version = repo.create_version(f"tiny-{key}", card=card, inputs=inputs, outputs=outputs, export_report={})
+        spec = get_spec(card.architecture)
+        version = repo.create_version(
+            f"tiny-{key}", card=card, inputs=spec.inputs(card), outputs=spec.outputs(card), export_report={}
+        )
         version.add_variant("fp32", tiny_models[key]["onnx"], precision="fp32", backend="onnxruntime", move=False)
     return repo

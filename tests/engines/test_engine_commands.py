@@ -58,7 +58,8 @@ def test_reference_weights_kept_in_the_version_serve_as_the_reference(cls_versio
     points = np.random.default_rng(0).uniform(-1, 1, (2, 50, 3)).astype(np.float32)
     version = Repository(cls_version.path.parent.parent).open("tiny-cls")
     with create_runner(version, "fp32-torch") as torch_runner, create_runner(version, "fp32") as ort_runner:
-        np.testing.assert_allclose(torch_runner.infer(points), ort_runner.infer(points), atol=1e-4)
+        feeds = {"points": points}
+        np.testing.assert_allclose(torch_runner.infer(feeds)["logits"], ort_runner.infer(feeds)["logits"], atol=1e-4)
     # ... and evaluate-variants needs no --checkpoint any more
     assert main(["evaluate-variants", str(cls_version.path), "--max-samples", "4"]) == 0
     assert load_manifest(cls_version.manifest_path).reference_accuracy.num_samples == 4

@@ -9,23 +9,30 @@ from pointserve.engines.base import InputLimits
 from pointserve.engines.onnxruntime.runner import CPU, OnnxRuntimeRunner, resolve_providers, session_from_onnx
 from pointserve.engines.torch.runner import TorchRunner
 from pointserve.errors import BackendUnavailableError, EngineError, InputError
+from pointserve.models import get_spec
+from pointserve.models.spec import TensorSpec
 
-LIMITS = InputLimits(max_batch=8, min_points=1, max_points=256)
-SEG_LIMITS = InputLimits(max_batch=8, min_points=1, max_points=256, needs_category=True, num_categories=12)
+LIMITS = InputLimits(dims={"batch": (1, 8), "num_points": (1, 256)})
+SEG_LIMITS = InputLimits(dims={"batch": (1, 8), "num_points": (1, 256)}, value_bounds={"category": 12})
+
+
+def _specs(model: dict) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's tensors as the manifest records them: the architecture spec's."""
+    card = model["card"]
+    spec = get_spec(card.architecture)
+    return spec.inputs(card), spec.outputs(card)
+
+
+def _ort(model: dict, limits: InputLimits = LIMITS, **kwargs) -> OnnxRuntimeRunner:
+    return OnnxRuntimeRunner(model["onnx"], *_specs(model), limits, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def runners(tiny_models):
     """Loaded once per module: (onnxruntime, torch) for the classifier and the part segmenter."""
     pairs = {
-        "cls": (
-            OnnxRuntimeRunner(tiny_models["cls"]["onnx"], LIMITS),
-            TorchRunner(tiny_models["cls"]["checkpoint"], LIMITS),
-        ),
-        "seg": (
-            OnnxRuntimeRunner(tiny_models["seg"]["onnx"], SEG_LIMITS),
-            TorchRunner(tiny_models["seg"]["checkpoint"], SEG_LIMITS),
-        ),
+        "cls": (_ort(tiny_models["cls"]), TorchRunner(tiny_models["cls"]["checkpoint"], LIMITS)),
+        "seg": (_ort(tiny_models["seg"], SEG_LIMITS), TorchRunner(tiny_models["seg"]["checkpoint"], SEG_LIMITS)),
     }
     for pair in pairs.values():
         for runner in pair:
@@ -44,8 +51,8 @@ def _clouds(batch: int, num_points: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("batch, num_points", [(1, 64), (3, 17), (8, 200), (2, 1)])
 def test_classifier_matches_torch(runners, batch, num_points):
     ort_runner, torch_runner = runners["cls"]
-    points = _clouds(batch, num_points)
-    got, want = ort_runner.infer(points), torch_runner.infer(points)
+    feeds = {"points": _clouds(batch, num_points)}
+    got, want = ort_runner.infer(feeds)["logits"], torch_runner.infer(feeds)["logits"]
     assert got.shape == (batch, 12) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert (got.argmax(-1) == want.argmax(-1)).all()
@@ -54,19 +61,19 @@ def test_classifier_matches_torch(runners, batch, num_points):
 @pytest.mark.parametrize("batch, num_points", [(1, 64), (4, 33)])
 def test_part_segmenter_matches_torch(runners, batch, num_points):
     ort_runner, ref = runners["seg"]
-    points = _clouds(batch, num_points, seed=1)
-    category = np.arange(batch) % 2
-    got, want = ort_runner.infer(points, category), ref.infer(points, category)
-    assert ort_runner.category_name == "category"
+    feeds = {"points": _clouds(batch, num_points, seed=1), "category": np.arange(batch) % 2}
+    got, want = ort_runner.infer(feeds)["logits"], ref.infer(feeds)["logits"]
+    assert ort_runner.input_names == ["points", "category"]
     assert got.shape == (batch, num_points, 29)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def test_io_names_are_read_from_the_graph(tiny_models, tmp_path):
+def test_graph_names_are_checked_against_the_manifest(tiny_models, tmp_path):
     import onnx
 
     graph = onnx.load(str(tiny_models["cls"]["onnx"]))
-    # Rename the input and output everywhere: the runner must find them by type and rank.
+    # Rename the input and output everywhere: the runner feeds the names the manifest gives, so the graph
+    # must carry exactly those.
     for node in graph.graph.node:
         node.input[:] = ["xyz" if i == "points" else i for i in node.input]
         node.output[:] = ["scores" if o == "logits" else o for o in node.output]
@@ -74,53 +81,77 @@ def test_io_names_are_read_from_the_graph(tiny_models, tmp_path):
     graph.graph.output[0].name = "scores"
     renamed = tmp_path / "renamed.onnx"
     onnx.save(graph, str(renamed))
+    inputs, outputs = _specs(tiny_models["cls"])
+    with pytest.raises(EngineError, match=r"the graph takes \['xyz'\] and gives \['scores'\].*manifest says"):
+        OnnxRuntimeRunner(renamed, inputs, outputs, LIMITS).load()
+    renamed_inputs = [inputs[0].model_copy(update={"name": "xyz"})]
+    renamed_outputs = [outputs[0].model_copy(update={"name": "scores"})]
     points = _clouds(2, 40)
-    with OnnxRuntimeRunner(renamed, LIMITS) as runner, OnnxRuntimeRunner(tiny_models["cls"]["onnx"], LIMITS) as ref:
-        assert (runner.points_name, runner.output_name) == ("xyz", "scores")
-        np.testing.assert_array_equal(runner.infer(points), ref.infer(points))
+    with (
+        OnnxRuntimeRunner(renamed, renamed_inputs, renamed_outputs, LIMITS) as runner,
+        _ort(tiny_models["cls"]) as ref,
+    ):
+        assert (runner.input_names, runner.output_names) == (["xyz"], ["scores"])
+        np.testing.assert_array_equal(runner.infer({"xyz": points})["scores"], ref.infer({"points": points})["logits"])
 
 
 @pytest.mark.parametrize(
-    "points, category, message",
+    "points, message",
     [
-        (np.zeros((2, 10, 4), np.float32), None, "4 channels"),
-        (np.zeros((9, 10, 3), np.float32), None, "batch of 9"),
-        (np.zeros((1, 300, 3), np.float32), None, "300 points"),
-        (np.zeros((10, 3), np.float32), None, r"\(B, N, C\)"),
+        (np.zeros((2, 10, 4), np.float32), r"'points' must have shape \['batch', 'num_points', 3\], got \[2, 10, 4\]"),
+        (np.zeros((9, 10, 3), np.float32), r"batch = 9 is outside \[1, 8\]"),
+        (np.zeros((1, 300, 3), np.float32), r"num_points = 300 is outside \[1, 256\]"),
+        (np.zeros((10, 3), np.float32), r"'points' must have shape \['batch', 'num_points', 3\], got \[10, 3\]"),
+        (np.zeros((0, 10, 3), np.float32), r"batch = 0 is outside \[1, 8\]"),
     ],
 )
-def test_bad_inputs_are_refused(runners, points, category, message):
+def test_bad_inputs_are_refused(runners, points, message):
     with pytest.raises(InputError, match=message):
-        runners["cls"][0].infer(points, category)
+        runners["cls"][0].infer({"points": points})
+
+
+def test_feed_names_are_checked(runners):
+    points = _clouds(2, 10)
+    with pytest.raises(InputError, match=r"unknown input\(s\) category; it takes points"):
+        runners["cls"][0].infer({"points": points, "category": np.array([0, 1])})
+    with pytest.raises(InputError, match="missing input 'points'"):
+        runners["cls"][0].infer({})
+    with pytest.raises(InputError, match="must be an integer tensor"):
+        runners["seg"][0].infer({"points": points, "category": np.array([0.0, 1.0])})
 
 
 def test_category_checks(runners):
     runner = runners["seg"][0]
     points = _clouds(2, 10)
-    with pytest.raises(InputError, match="needs the object category"):
-        runner.infer(points)
-    with pytest.raises(InputError, match="out of range"):
-        runner.infer(points, np.array([0, 12]))
-    with pytest.raises(InputError, match="one entry per cloud"):
-        runner.infer(points, np.array([0]))
+    with pytest.raises(InputError, match="missing input 'category'"):
+        runner.infer({"points": points})
+    with pytest.raises(InputError, match=r"'category' holds values outside \[0, 12\)"):
+        runner.infer({"points": points, "category": np.array([0, 12])})
+    with pytest.raises(InputError, match=r"'category' holds values outside \[0, 12\)"):
+        runner.infer({"points": points, "category": np.array([-1, 0])})
+    with pytest.raises(InputError, match="dimension 'batch' is 2 in 'points' but 1 in 'category'"):
+        runner.infer({"points": points, "category": np.array([0])})
 
 
 def test_card_and_graph_must_agree_on_category(tiny_models):
-    with pytest.raises(EngineError, match="needs a category input"):
-        OnnxRuntimeRunner(tiny_models["cls"]["onnx"], SEG_LIMITS).load()
-    with pytest.raises(EngineError, match="takes a category"):
-        OnnxRuntimeRunner(tiny_models["seg"]["onnx"], LIMITS).load()
+    cls_inputs, cls_outputs = _specs(tiny_models["cls"])
+    seg_inputs, seg_outputs = _specs(tiny_models["seg"])
+    with pytest.raises(EngineError, match=r"the graph takes \['points'\].*manifest says \['points', 'category'\]"):
+        OnnxRuntimeRunner(tiny_models["cls"]["onnx"], seg_inputs, cls_outputs, SEG_LIMITS).load()
+    with pytest.raises(EngineError, match=r"the graph takes \['category', 'points'\].*manifest says \['points'\]"):
+        OnnxRuntimeRunner(tiny_models["seg"]["onnx"], cls_inputs, seg_outputs, LIMITS).load()
 
 
 def test_not_loaded_and_missing_file(tiny_models, tmp_path):
+    inputs, outputs = _specs(tiny_models["cls"])
     with pytest.raises(EngineError, match="not loaded"):
-        OnnxRuntimeRunner(tiny_models["cls"]["onnx"], LIMITS).infer(_clouds(1, 8))
+        _ort(tiny_models["cls"]).infer({"points": _clouds(1, 8)})
     with pytest.raises(EngineError, match="not found"):
-        OnnxRuntimeRunner(tmp_path / "nope.onnx", LIMITS).load()
+        OnnxRuntimeRunner(tmp_path / "nope.onnx", inputs, outputs, LIMITS).load()
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a graph")
     with pytest.raises(EngineError, match="could not load"):
-        OnnxRuntimeRunner(garbage, LIMITS).load()
+        OnnxRuntimeRunner(garbage, inputs, outputs, LIMITS).load()
 
 
 def test_thread_settings_reach_the_session(tiny_models):

@@ -69,7 +69,7 @@ def test_preference_order_and_exact_names(repository, tmp_path):
         select_variant(version, "fp16-tensorrt", environment=CPU_ONLY)
     with pytest.raises(ModelNotFoundError, match="no variant 'int8-tensorrt'"):
         select_variant(version, "int8-tensorrt", environment=GPU_TRT)
-    with pytest.raises(ModelNotFoundError, match="no int8 ONNX variant"):
+    with pytest.raises(ModelNotFoundError, match="no int8 variant for onnxruntime"):
         select_variant(version, "int8", environment=CPU_ONLY)
 
 
@@ -77,9 +77,10 @@ def test_create_runner_runs_here(repository):
     version = repository.open("tiny-seg")
     runner = create_runner(version, max_batch=4, threads=1)
     assert isinstance(runner, OnnxRuntimeRunner)
-    assert runner.limits.needs_category and runner.limits.num_categories == 12 and runner.limits.max_batch == 4
+    assert runner.input_names == ["points", "category"]
+    assert runner.limits.value_bounds == {"category": 12} and runner.limits.max_batch == 4
     with runner:
-        logits = runner.infer(np.zeros((2, 30, 3), np.float32), np.array([0, 1]))
+        logits = runner.infer({"points": np.zeros((2, 30, 3), np.float32), "category": np.array([0, 1])})["logits"]
     assert logits.shape == (2, 30, 29)
 
 

@@ -3,6 +3,7 @@ registration, and the runner's batch padding and named buffers on a fake engine.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -296,7 +297,13 @@ def test_backend_is_registered_without_importing_tensorrt():
     spec = get_backend("tensorrt")
     assert (spec.oip_platform, spec.artifact_suffix, spec.priority) == ("tensorrt_plan", ".plan", 10)
     assert spec.variant_for("int8") == "int8-tensorrt" and list_backends()[0] == "tensorrt"
-    assert "tensorrt" not in sys.modules and not any(m.startswith("cuda") for m in sys.modules)
+    # a fresh interpreter: other tests of this session may have imported TensorRT on a GPU machine
+    code = (
+        "import sys, pointserve.engines, pointserve.engines.tensorrt; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'cuda', 'torch', 'onnxruntime')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # -- the runner on a fake engine: named inputs, padding, buffers per shape ------------------------------------------
@@ -410,3 +417,48 @@ def test_runner_without_specs_reads_raw_cloud_inputs_from_the_record(tmp_path):
     assert runner.limits.max_batch == 8 and runner.name == "tensorrt:fp16-tensorrt.plan"
     with pytest.raises(EngineCompatibilityError, match="no build record"):
         TensorRTRunner(tmp_path / "other.plan")
+
+
+def test_cuda_event_timer_times_the_runners_own_steps(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from pointserve.bench.phases import timed_call
+    from pointserve.engines.tensorrt import cuda_rt
+
+    runner = _fake_runner(monkeypatch, tmp_path)
+    runner.stream.stream = "stream"
+    records = []
+    fake = SimpleNamespace(
+        cudaError_t=SimpleNamespace(cudaSuccess=0),
+        cudaEventCreate=lambda: (0, object()),
+        cudaEventRecord=lambda event, stream: records.append(stream) or (0,),
+        cudaEventElapsedTime=lambda a, b: (0, 2.0),
+    )
+    monkeypatch.setattr(cuda_rt, "load_cudart", lambda: fake)
+    call, gpu = timed_call(runner)
+    assert gpu
+    phases = call({"points": np.ones((1, 10, 3), np.float32), "category": np.array([1])})
+    assert (phases.h2d_s, phases.gpu_compute_s, phases.d2h_s) == (0.002, 0.002, 0.002)
+    assert phases.enqueue_s >= 0 and records == ["stream"] * 4 and runner.context.calls == [(2, 10, 3)]
+    runner.cuda_graph = True  # replayed graphs record no events between their steps: host timing
+    _, gpu = timed_call(runner)
+    assert not gpu
+
+
+def test_create_runner_gives_a_plan_runner_within_the_cards_limits_and_the_profile(repository, tmp_path):
+    from pointserve.engines import create_runner
+    from pointserve.engines.tensorrt.runner import TensorRTRunner
+
+    version = repository.open("tiny-seg")
+    profile = profile_from_flags(64, needs_category=True, min_batch=2, max_batch=16, max_points=512)
+    info = make_build_info(H100, "11.0.0.5", profile, workspace_mib=64, build_time_s=1, builder_flags=[])
+    plan = tmp_path / "fp16.plan"
+    plan.write_bytes(b"not really a plan")
+    version.add_variant("fp16-tensorrt", plan, precision="fp16", backend="tensorrt", source="fp32", built_for=info)
+    runner = create_runner(version, "fp16-tensorrt", max_batch=32)  # made, not loaded: no GPU needed
+    assert isinstance(runner, TensorRTRunner) and runner.name == "tiny-seg/1/fp16-tensorrt"
+    assert runner.input_specs == version.manifest.inputs and runner.output_specs == version.manifest.outputs
+    assert runner.limits.dims == {"batch": (1, 16), "num_points": (1, 512)}
+    assert runner.limits.value_bounds == {"category": len(version.card.class_names)}
+    with pytest.raises(ConfigError, match="does not run on tensorrt"):
+        create_runner(version, "fp32", backend="tensorrt")

@@ -1,4 +1,5 @@
-"""Random-weight PointNet checkpoints (real safetensors + card.json) and their ONNX exports, built once.
+"""Random-weight PointNet checkpoints (real safetensors + card.json, from ``tests/tiny_models.py``) and their
+ONNX exports, built once.
 
 Random weights give meaningless accuracy but exercise every op of the real networks, which is all the
 parity and conversion checks need.
@@ -7,7 +8,8 @@ parity and conversion checks need.
 from __future__ import annotations
 
 import pytest
-from export_cases import PARITY_SHAPES, cls_card, partseg_card, random_checkpoint
+from export_cases import PARITY_SHAPES, cls_card, partseg_card
+from tiny_models import random_checkpoint
 
 
 @pytest.fixture(scope="session")

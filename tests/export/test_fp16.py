@@ -12,7 +12,8 @@ from pointserve.errors import ExportError
 from pointserve.export import convert_to_fp16
 from pointserve.export.fp16 import logits_producer
 from pointserve.export.onnx_export import graph_specs
-from pointserve.export.parity import random_inputs
+from pointserve.models import get_spec
+from pointserve.models.collate import random_feeds
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_fp16_graph_keeps_fp32_io_and_dynamic_axes(which, fp16_graphs):
 def test_fp16_agrees_with_fp32_in_onnxruntime_cpu(which, fp16_graphs, cls_checkpoint, partseg_checkpoint):
     fp32_path, fp16_path = fp16_graphs[which]
     _, card = load_checkpoint(cls_checkpoint if which == "cls" else partseg_checkpoint)
-    feeds = random_inputs(card, 32, 500, np.random.default_rng(7))
+    feeds, _ = random_feeds(get_spec(card.architecture), card, 32, 500, np.random.default_rng(7))
     providers = ["CPUExecutionProvider"]
     reference = ort.InferenceSession(str(fp32_path), providers=providers).run(["logits"], feeds)[0]
     half = ort.InferenceSession(str(fp16_path), providers=providers).run(["logits"], feeds)[0]

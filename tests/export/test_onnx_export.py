@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_cases import NUM_POINTS, PARITY_SHAPES, cls_card
+from export_cases import NUM_POINTS, PARITY_SHAPES, cls_card, partseg_card
 
 from pointserve.checkpoint import load_checkpoint
 from pointserve.errors import ExportError
@@ -51,9 +51,9 @@ def test_graph_is_one_checked_file_with_named_dynamic_axes(which, cls_export, pa
     assert outputs[0].name == "logits"
     if which == "partseg":
         assert inputs[1].dtype == "int64" and inputs[1].shape == ["batch"]
-        assert outputs[0].shape == ["batch", "num_points", 6]
+        assert outputs[0].shape == ["batch", "num_points", partseg_card().num_outputs]
     else:
-        assert outputs[0].shape == ["batch", 5]
+        assert outputs[0].shape == ["batch", cls_card().num_outputs]
     assert report.simplifier and report.simplifier.startswith("onnxsim")
     # Simplified: no training-only or no-op nodes; the classifier's batch norms are folded into its weights
     # (the part segmenter keeps one, after its split first head layer's Add, where no exporter folds it).
@@ -70,7 +70,7 @@ def test_exported_classifier_runs_at_1_and_4096_points(cls_checkpoint, cls_expor
     logits = _session(path).run(["logits"], {"points": points})[0]
     with torch.no_grad():
         expected = model(torch.from_numpy(points)).numpy()
-    assert logits.shape == (batch, 5)
+    assert logits.shape == (batch, cls_card().num_outputs)
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
@@ -80,7 +80,7 @@ def test_part_segmentation_graph_uses_the_category(partseg_checkpoint, partseg_e
     session = _session(path)
     first = session.run(["logits"], {"points": points, "category": np.array([0, 1, 2], dtype=np.int64)})[0]
     other = session.run(["logits"], {"points": points, "category": np.array([2, 0, 1], dtype=np.int64)})[0]
-    assert first.shape == (3, 300, 6)
+    assert first.shape == (3, 300, partseg_card().num_outputs)
     assert not np.allclose(first, other)  # the one-hot category reaches the head
 
 
@@ -122,7 +122,7 @@ def test_op_name_is_found_in_torchscript_and_dynamo_messages():
 def test_io_specs_follow_the_card():
     inputs, outputs = io_specs(cls_card())
     assert [(s.name, s.dtype, s.shape) for s in inputs] == [("points", "float32", ["batch", "num_points", 3])]
-    assert [(s.name, s.dtype, s.shape) for s in outputs] == [("logits", "float32", ["batch", 5])]
+    assert [(s.name, s.dtype, s.shape) for s in outputs] == [("logits", "float32", ["batch", cls_card().num_outputs])]
 
 
 def test_opset_below_17_is_refused(cls_checkpoint, tmp_path):

@@ -200,7 +200,7 @@ def profile_from_flags(
 ) -> ShapeProfile:
     """The profile of ``pointserve build``'s flags, unset ones filled with defaults: batch 1 / max / 64 (the
     batcher fills batches under load, which is where throughput matters), points 1 / training size /
-    :func:`~pointserve.engines.selection.default_max_points`.
+    :func:`~pointserve.engines.limits.default_max_points`.
 
     ``inputs``: the graph's input specs (default: ``points`` (B, N, ``channels``) and, with ``needs_category``,
     ``category`` (B,)); ``dims``: (min, opt, max) of any other symbolic dimension they have. Dimensions no
