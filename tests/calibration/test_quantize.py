@@ -10,10 +10,11 @@ from calibration_cases import CALIBRATION_SAMPLES
 from onnx import numpy_helper
 
 from pointserve.calibration import check_qdq_graph, quantize_int8
-from pointserve.calibration.quantize import input_layer_nodes
 from pointserve.data.transforms import normalize, resample_indices
 from pointserve.errors import CalibrationError
 from pointserve.export.onnx_export import graph_specs
+from pointserve.models.graph_rules import compute_nodes_near_input
+from pointserve.models.pointnet import coordinate_layers
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +74,44 @@ def test_classifier_int8_graph_is_symmetric_per_channel_with_float_biases(classi
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_layers_on_raw_coordinates_can_stay_in_float(classifier_version, classifier_calibration, tmp_path):
-    fp32 = classifier_version.variant_path("fp32")
+def test_classifier_keeps_no_layer_in_float(classifier_version, classifier_calibration, classifier_int8, tmp_path):
+    """PointNet's int8 rule for classification is empty: asking for the coordinate layers in float changes nothing."""
+    fp32, first, _ = classifier_int8
+    card = classifier_version.card
+    assert coordinate_layers(onnx.load(str(fp32)), card) == []
     result = quantize_int8(
-        fp32, classifier_calibration.path, tmp_path / "int8.onnx", keep_input_layers_float=True, cache_dir=tmp_path
+        fp32,
+        classifier_calibration.path,
+        tmp_path / "int8.onnx",
+        keep_input_layers_float=True,
+        card=card,
+        cache_dir=first.cache_path.parent,
+    )
+    assert result.sha256 == first.sha256  # the same graph, byte for byte
+    assert check_qdq_graph(result.path).per_channel_weights == 14  # 8 Conv + 6 Gemm, all quantized
+
+
+def test_keeping_layers_in_float_needs_the_card(classifier_version, classifier_calibration, tmp_path):
+    fp32 = classifier_version.variant_path("fp32")
+    with pytest.raises(CalibrationError, match="keep_input_layers_float needs the model card"):
+        quantize_int8(fp32, classifier_calibration.path, tmp_path / "int8.onnx", keep_input_layers_float=True)
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_layers_on_raw_coordinates_can_stay_in_float(part_segmenter, part_segmenter_int8, tmp_path):
+    card, fp32, calibration = part_segmenter
+    result = quantize_int8(
+        fp32, calibration.path, tmp_path / "int8.onnx", keep_input_layers_float=True, card=card, cache_dir=tmp_path
     )
     model = onnx.load(str(result.path))
-    _assert_tensorrt_form(model, frozenset(input_layer_nodes(model)))
-    assert check_qdq_graph(model).per_channel_weights == 11  # the 3 convolutions on raw coordinates stay float
-    kept = input_layer_nodes(model)
+    kept = coordinate_layers(model, card)
+    # The segmentation rule: the compute layers within two hops of the raw coordinates, the same nodes in the
+    # fp32 graph as in the quantized one.
+    assert kept == compute_nodes_near_input(onnx.load(str(fp32)), "points", hops=2)
+    _assert_tensorrt_form(model, frozenset(kept))
+    all_int8 = check_qdq_graph(part_segmenter_int8[1].path).per_channel_weights
+    # the 3 convolutions on raw coordinates stay float
+    assert (all_int8, check_qdq_graph(model).per_channel_weights) == (16, 13)
     produced_by = {out: node.op_type for node in model.graph.node for out in node.output}
     nodes = {node.name: node for node in model.graph.node}
     assert {nodes[name].op_type for name in kept} == {"Conv", "MatMul"} and len(kept) == 4

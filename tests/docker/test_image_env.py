@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "docker" / "requirements-serve.txt"
 DOCKERFILE = ROOT / "Dockerfile"
 MODEL = "tiny-cls"
-CLASS_NAMES = {"cube", "sphere", "cone", "torus"}
+SEGMENTER = "tiny-seg"  # both built by conftest.image_repository
 HEAVY = ("torch", "onnx", "onnxscript", "onnxsim", "matplotlib", "tensorrt", "safetensors", "tritonclient")
 
 
@@ -94,6 +94,13 @@ def test_requirements_are_ranges_without_torch():
     assert "torch" not in dependency_closure(lines)
 
 
+def _class_names(repository: Path) -> list[str]:
+    """The served model's classes, as its manifest records them."""
+    from pointserve.repository import Repository
+
+    return Repository(repository).open(MODEL).card.class_names
+
+
 def _predict(url: str, seed: int = 0) -> dict:
     points = np.random.default_rng(seed).standard_normal((50, 3)).astype("<f4")
     response = httpx.post(
@@ -142,7 +149,21 @@ def test_service_runs_with_only_the_requirement_set_importable(image_repository,
     try:
         with serve([sys.executable, str(launcher), "serve"], env, port) as url:
             answer = _predict(url)
-            assert answer["label"] in CLASS_NAMES and len(answer["top_k"]) == 4
+            class_names = _class_names(image_repository)
+            assert answer["label"] in class_names and len(answer["top_k"]) == len(class_names)
+            # More points than the engine computes (2,048 by default for N = 128): resampled, and every input
+            # point's label comes from its nearest processed neighbour (scipy's cKDTree, in the requirement set).
+            big = np.random.default_rng(1).standard_normal((5000, 3)).astype("<f4")
+            response = httpx.post(
+                f"{url}/v1/models/{SEGMENTER}/predict",
+                content=big.tobytes(),
+                headers={"content-type": "application/octet-stream"},
+                timeout=60,
+            )
+            assert response.status_code == 200, response.text
+            segmented = response.json()
+            assert segmented["resampled"] and segmented["num_points"] == 5000 and len(segmented["labels"]) == 5000
+            assert segmented["num_processed_points"] < 5000
             assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
     except AssertionError:
         print((tmp_path / "serve.log").read_text()[-4000:])
@@ -180,7 +201,8 @@ def test_fresh_image_environment_has_no_torch_and_serves(image_repository, serve
     try:
         with serve([str(venv / "bin" / "pointserve"), "serve"], env, port) as url:
             first, second = _predict(url, 0), _predict(url, 1)
-            assert first["label"] in CLASS_NAMES and second["label"] in CLASS_NAMES
+            class_names = _class_names(image_repository)
+            assert first["label"] in class_names and second["label"] in class_names
             ready = httpx.get(f"{url}/v2/health/ready", timeout=10)
             assert ready.status_code == 200
     except AssertionError:

@@ -10,12 +10,21 @@ import numpy as np
 import pytest
 from repo_builder import CLASSIFIER, PART_SEGMENTER
 
+from pointserve.card import ModelCard
 from pointserve.engines import create_runner
 from pointserve.engines.base import InputLimits, Runner
 from pointserve.errors import EngineError, RequestTimeoutError, ServiceUnavailableError
+from pointserve.models import get_spec
+from pointserve.models.collate import cloud_inputs
 from pointserve.repository import Repository
 from pointserve.service.core.batcher import DynamicBatcher
-from pointserve.service.core.clouds import Cloud, pad_batch, prepare_cloud
+from pointserve.service.core.clouds import Cloud, prepare_cloud, run_batch
+
+# The gated runner's model: a classifier with one "class", whose logit is the cloud's first x.
+TAG_CARD = ModelCard(
+    architecture="pointnet_cls", config={"num_classes": 1}, task="classification", class_names=["x"], num_points=4
+)
+TAG_SPEC = get_spec(TAG_CARD.architecture)
 
 
 class Recorder:
@@ -42,7 +51,8 @@ class GatedRunner(Runner):
     backend = "test"
 
     def __init__(self):
-        super().__init__(InputLimits(max_batch=64, min_points=1, max_points=10_000))
+        limits = InputLimits(dims={"batch": (1, 64), "num_points": (1, 10_000)})
+        super().__init__(TAG_SPEC.inputs(TAG_CARD), TAG_SPEC.outputs(TAG_CARD), limits)
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.seen: list[float] = []
@@ -50,34 +60,33 @@ class GatedRunner(Runner):
     def _load_impl(self):
         pass
 
-    def _infer_impl(self, points, category):
+    def _infer_impl(self, feeds):
+        points = feeds["points"]
         self.entered.set()
         assert self.gate.wait(10), "test forgot to open the gate"
         self.seen.extend(float(x) for x in points[:, 0, 0])
         if (points[:, 0, 0] < 0).any():
             raise RuntimeError("poisoned cloud")
-        return points[:, 0, :1].copy()  # each cloud's answer is its own first x
+        return {"logits": points[:, 0, :1].copy()}  # each cloud's answer is its own first x
 
 
 def tagged(tag: float, n: int = 4) -> Cloud:
-    return Cloud(np.full((n, 3), tag, dtype=np.float32))
-
-
-def run_batch(runner: Runner, clouds: list[Cloud]) -> list[np.ndarray]:
-    logits = runner.infer(pad_batch(clouds))
-    return [logits[i] for i in range(len(clouds))]
+    points = np.full((n, 3), tag, dtype=np.float32)
+    return Cloud(points, inputs=cloud_inputs(TAG_SPEC, TAG_CARD, points))
 
 
 def gated_batcher(runner: GatedRunner, recorder: Recorder, **kwargs) -> DynamicBatcher:
     options = {"max_batch_size": 8, "max_queue_delay_ms": 1, "max_queue_size": 16, "request_timeout_s": 10}
     options.update(kwargs)
-    return DynamicBatcher([lambda clouds: run_batch(runner, clouds)], observer=recorder, **options)
+    return DynamicBatcher([lambda clouds: run_batch(TAG_SPEC, TAG_CARD, runner, clouds)], observer=recorder, **options)
 
 
 @pytest.mark.parametrize("model", [CLASSIFIER, PART_SEGMENTER])
 def test_padding_by_repetition_gives_exactly_the_unbatched_outputs(repository, model):
     model_version = Repository(repository).open(model)
     card = model_version.card
+    spec = get_spec(card.architecture)
+    assert spec.collate == "repeat"
     rng = np.random.default_rng(0)
     clouds = [
         prepare_cloud(
@@ -85,16 +94,16 @@ def test_padding_by_repetition_gives_exactly_the_unbatched_outputs(repository, m
             normalization="unit_sphere",
             max_processed_points=4096,
             category=i % 2 if card.needs_category else None,
+            spec=spec,
+            card=card,
         )
         for i, n in enumerate((17, 64, 33, 50))
     ]
-    category = (lambda cs: np.array([c.category for c in cs])) if card.needs_category else (lambda cs: None)
     with create_runner(model_version, "fp32", max_batch=8, threads=1) as runner:
         recorder = Recorder()
 
         def handler(batch: list[Cloud]) -> list[np.ndarray]:
-            logits = runner.infer(pad_batch(batch), category(batch))
-            return [logits[i] if logits.ndim == 2 else logits[i, : len(c.points)] for i, c in enumerate(batch)]
+            return run_batch(spec, card, runner, batch)
 
         async def main():
             batcher = DynamicBatcher([handler], max_batch_size=8, max_queue_delay_ms=200, observer=recorder)
@@ -106,8 +115,10 @@ def test_padding_by_repetition_gives_exactly_the_unbatched_outputs(repository, m
         batched = asyncio.run(main())
         assert recorder.sizes == [len(clouds)]  # one batch, clouds of four sizes padded to 64
         for cloud, got in zip(clouds, batched, strict=True):
-            alone = runner.infer(cloud.points[None], category([cloud]))[0]
-            assert got.shape == alone.shape
+            # The cloud on its own: its arrays with a batch axis of one, nothing padded.
+            alone = runner.infer({name: np.asarray(array)[None] for name, array in cloud.inputs.items()})["logits"][0]
+            per_cloud = (card.num_outputs,) if card.task == "classification" else (cloud.cost, card.num_outputs)
+            assert got.shape == alone.shape == per_cloud
             # Identical up to float32 rounding inside the GEMMs of a different batch shape (measured <= 5e-8).
             np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
             assert (got.argmax(-1) == alone.argmax(-1)).all()
