@@ -293,3 +293,50 @@ def test_stop_finishes_queued_requests_then_refuses_new_ones():
         return await asyncio.gather(*pending)
 
     assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+
+
+def test_grouped_items_share_a_batch_only_with_their_own_group_and_keep_their_order():
+    """The ``bucket`` policy's rule: same-size clouds only, the others wait their turn in arrival order."""
+    batches: list[list[tuple[int, int]]] = []
+
+    def handler(items):
+        batches.append(list(items))
+        return [item[1] for item in items]
+
+    async def run():
+        batcher = DynamicBatcher([handler], max_batch_size=8, max_queue_delay_ms=30)
+        await batcher.start()
+        try:
+            items = [(size, index) for index, size in enumerate([64, 32, 64, 32, 16, 64])]
+            results = await asyncio.gather(*(batcher.submit(item, cost=item[0], group=item[0]) for item in items))
+        finally:
+            await batcher.stop()
+        return results
+
+    assert asyncio.run(run()) == [0, 1, 2, 3, 4, 5]
+    assert all(len({size for size, _ in batch}) == 1 for batch in batches), batches
+    assert [[index for _, index in batch] for batch in batches] == [[0, 2, 5], [1, 3], [4]]
+
+
+def test_unpadded_cost_sums_the_clouds():
+    """With ``padded=False`` (concatenated clouds) the points budget counts the sum, not B x the largest."""
+    batches: list[list[int]] = []
+
+    def handler(items):
+        batches.append(list(items))
+        return items
+
+    async def run(padded: bool):
+        batches.clear()
+        batcher = DynamicBatcher(
+            [handler], max_batch_size=8, max_queue_delay_ms=30, max_points_per_batch=100, padded=padded
+        )
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(cost, cost=cost) for cost in (60, 10, 10, 10)))
+        finally:
+            await batcher.stop()
+        return [len(b) for b in batches]
+
+    assert asyncio.run(run(padded=False)) == [4]  # 60 + 10 + 10 + 10 = 90 <= 100
+    assert asyncio.run(run(padded=True)) == [1, 3]  # 2 x 60 > 100: the 60-point cloud goes alone
