@@ -21,11 +21,14 @@ def positive_int(text: str) -> int:
 
 
 def int_list(text: str) -> list[int]:
-    """An argparse type: a comma-separated list of integers (``1,8,32``)."""
+    """An argparse type: a non-empty comma-separated list of positive integers (``1,8,32``)."""
     try:
-        return [int(x) for x in text.split(",") if x]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def add_model_version_args(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:

@@ -9,19 +9,10 @@ import argparse
 import shlex
 import sys
 
+from pointserve.arguments import int_list
 from pointserve.errors import ConfigError
 
 TAG = "pointserve.bench"
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _float_list(text: str) -> list[float]:
@@ -72,7 +63,7 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--backend", help="onnxruntime, tensorrt or torch (comma-separated with --compare)")
     parser.add_argument("--providers", help="ONNX Runtime providers: cpu (default), cuda, tensorrt (comma-separated)")
-    parser.add_argument("--batch", type=_int_list, default=[1], help="clouds per query; a list compares (default 1)")
+    parser.add_argument("--batch", type=int_list, default=[1], help="clouds per query; a list compares (default 1)")
     parser.add_argument("--points", type=int, help="points per cloud (default: the model's training size)")
     parser.add_argument("--warmup", type=_positive(float), default=200.0, metavar="MS", help="warm-up (default 200 ms)")
     parser.add_argument(
@@ -116,7 +107,7 @@ def _register_doctor(subparsers: argparse._SubParsersAction) -> None:
     doctor.add_argument("--throughput", action="store_true", help="PyTorch eager vs ONNX Runtime CPU variants")
     doctor.add_argument("--gpu", action="store_true", help="build all four TensorRT precisions, check and time them")
     doctor.add_argument("--checkpoint", help="PyTorch checkpoint for the eager row (default: fp32-torch variant)")
-    doctor.add_argument("--batches", type=_int_list, default=[1, 8, 32], help="comma list (default 1,8,32)")
+    doctor.add_argument("--batches", type=int_list, default=[1, 8, 32], help="comma list (default 1,8,32)")
     doctor.add_argument("--num-points", type=int, default=1024)
     doctor.add_argument("--repeats", type=int, default=10, help="timed calls per cell (median reported)")
     doctor.add_argument("--threads", type=int, help="intra-op threads for ONNX Runtime and torch")
