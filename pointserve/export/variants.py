@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pointserve.errors import ConfigError, ModelNotFoundError
-from pointserve.repository.manifest import ONNX_PRECISIONS, PRECISIONS
+from pointserve.repository.manifest import ONNX_PRECISIONS, PRECISIONS, onnx_variant_for
 from pointserve.repository.store import ModelVersion
 
 
@@ -33,9 +33,8 @@ def expand_precisions(precision: str | Sequence[str], backend: str) -> list[str]
     names = [precision] if isinstance(precision, str) else list(precision)
     if names == ["all"]:
         return list(ONNX_PRECISIONS if backend == "onnxruntime" else PRECISIONS)
-    unknown = [name for name in names if name not in PRECISIONS]
-    if unknown:
-        raise ConfigError(f"unknown precision {unknown[0]!r}; choose one of {', '.join(PRECISIONS)} or all")
+    for name in names:
+        onnx_variant_for(name)  # ConfigError for unknown names
     return names
 
 

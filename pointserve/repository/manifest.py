@@ -13,6 +13,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from pointserve.card import ModelCard
+from pointserve.errors import ConfigError
 from pointserve.models.spec import TensorSpec
 
 MANIFEST_FILE = "manifest.json"
@@ -27,6 +28,14 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 # Precisions that have an ONNX file of their own (tf32 runs the fp32 graph; it differs only in TensorRT).
 ONNX_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+
+
+def onnx_variant_for(precision: str) -> str:
+    """The ONNX variant that runs (or a TensorRT plan is built from) for ``precision``: tf32 shares the fp32
+    graph. ConfigError for a name outside the vocabulary."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return "fp32" if precision == "tf32" else precision
 
 
 def _now() -> str:

@@ -16,11 +16,7 @@ from pointserve.engines.onnxruntime.runner import (
     resolve_providers,
     session_from_onnx,
 )
-
-
-def _variant_for(precision: str) -> str | None:
-    # tf32 is a TensorRT build flag: on ONNX Runtime it is the fp32 graph.
-    return "fp32" if precision == "tf32" else precision
+from pointserve.repository.manifest import onnx_variant_for
 
 
 def _select(model_version, variant: str, env: RuntimeEnvironment) -> Selection | str:
@@ -61,7 +57,7 @@ ONNXRUNTIME = register_backend(
         name="onnxruntime",
         oip_platform="onnxruntime_onnx",
         artifact_suffix=".onnx",
-        variant_for=_variant_for,
+        variant_for=onnx_variant_for,  # tf32 is a TensorRT build flag: here it is the fp32 graph
         select=_select,
         make_runner=_make_runner,
         timed_call=_timed_call,

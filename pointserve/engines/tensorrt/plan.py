@@ -30,7 +30,7 @@ from pointserve.engines.base import InputLimits
 from pointserve.engines.gpu import GpuInfo
 from pointserve.errors import ConfigError, EngineCompatibilityError
 from pointserve.models.spec import BATCH_DIM, CATEGORY_INPUT, LOGITS_OUTPUT, POINTS_DIM, POINTS_INPUT, TensorSpec
-from pointserve.repository.manifest import PRECISIONS, BuildInfo, Precision
+from pointserve.repository.manifest import PRECISIONS, BuildInfo, Precision, onnx_variant_for
 
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"
@@ -57,13 +57,6 @@ def sidecar_path(plan_path: str | Path) -> Path:
     """``fp16-tensorrt.plan`` -> ``fp16-tensorrt.plan.json`` (what the plan was built for)."""
     plan_path = Path(plan_path)
     return plan_path.with_name(plan_path.name + SIDECAR_SUFFIX)
-
-
-def onnx_variant_for(precision: str) -> str:
-    """The ONNX variant a plan of ``precision`` is built from: tf32 shares the fp32 graph."""
-    if precision not in TENSORRT_PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(TENSORRT_PRECISIONS)}")
-    return "fp32" if precision in ("fp32", "tf32") else precision
 
 
 def timing_cache_file_name(gpu: GpuInfo, tensorrt_version: str) -> str:
