@@ -87,45 +87,39 @@ def coordinate_layers(graph, card: ModelCard) -> list[str]:
     return compute_nodes_near_input(graph, POINTS_INPUT, hops=2)
 
 
-POINTNET_CLS = register_architecture(
-    ArchitectureSpec(
-        name="pointnet_cls",
-        task="classification",
-        builder=_build_classifier,
-        model_config=_classifier_config,
-        inputs=points_and_category_inputs,
-        outputs=classification_outputs,
-        collate="repeat",
-        auxiliary_loss=feature_transform_loss,
-        int8_float_nodes=coordinate_layers,
-        description="PointNet classifier: (B, N, C) -> (B, K)",
+def _register(name: str, task, builder, model_config, description: str) -> ArchitectureSpec:
+    """What every PointNet shares: raw points (+ category) in, repeat batching, the feature-transform loss and
+    the coordinate-layer int8 rule; per-cloud logits for classification, per-point logits otherwise."""
+    return register_architecture(
+        ArchitectureSpec(
+            name=name,
+            task=task,
+            builder=builder,
+            model_config=model_config,
+            inputs=points_and_category_inputs,
+            outputs=classification_outputs if task == "classification" else per_point_outputs,
+            collate="repeat",
+            auxiliary_loss=feature_transform_loss,
+            int8_float_nodes=coordinate_layers,
+            description=description,
+        )
     )
+
+
+POINTNET_CLS = _register(
+    "pointnet_cls", "classification", _build_classifier, _classifier_config, "PointNet classifier: (B, N, C) -> (B, K)"
 )
-POINTNET_SEG = register_architecture(
-    ArchitectureSpec(
-        name="pointnet_seg",
-        task="semantic_segmentation",
-        builder=_build_segmenter,
-        model_config=_segmenter_config,
-        inputs=points_and_category_inputs,
-        outputs=per_point_outputs,
-        collate="repeat",
-        auxiliary_loss=feature_transform_loss,
-        int8_float_nodes=coordinate_layers,
-        description="PointNet semantic segmentation: (B, N, C) -> (B, N, P)",
-    )
+POINTNET_SEG = _register(
+    "pointnet_seg",
+    "semantic_segmentation",
+    _build_segmenter,
+    _segmenter_config,
+    "PointNet semantic segmentation: (B, N, C) -> (B, N, P)",
 )
-POINTNET_PARTSEG = register_architecture(
-    ArchitectureSpec(
-        name="pointnet_partseg",
-        task="part_segmentation",
-        builder=_build_segmenter,
-        model_config=_part_segmenter_config,
-        inputs=points_and_category_inputs,
-        outputs=per_point_outputs,
-        collate="repeat",
-        auxiliary_loss=feature_transform_loss,
-        int8_float_nodes=coordinate_layers,
-        description="PointNet part segmentation: (B, N, C), category (B,) -> (B, N, P)",
-    )
+POINTNET_PARTSEG = _register(
+    "pointnet_partseg",
+    "part_segmentation",
+    _build_segmenter,
+    _part_segmenter_config,
+    "PointNet part segmentation: (B, N, C), category (B,) -> (B, N, P)",
 )
