@@ -113,8 +113,22 @@ def task_metrics(
     return part_segmentation_metrics(predicted, seg, np.zeros(len(predicted), dtype=int), ["all"], everything)
 
 
-def card_metrics(card, logits: np.ndarray, labels: np.ndarray, seg: np.ndarray | None) -> dict:
-    """:func:`task_metrics` for a model card's task, class names and category parts, from logits."""
-    parts = [card.category_parts[name] for name in card.class_names] if card.task == "part_segmentation" else None
-    predicted = predictions(card.task, logits, labels, parts)
+def _card_category_parts(card) -> list[list[int]] | None:
+    """Each category's part ids, in class order (part segmentation only)."""
+    return [card.category_parts[name] for name in card.class_names] if card.task == "part_segmentation" else None
+
+
+def card_predictions(card, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """:func:`predictions` for a model card's task and category parts."""
+    return predictions(card.task, logits, labels, _card_category_parts(card))
+
+
+def card_task_metrics(card, predicted: np.ndarray, labels: np.ndarray, seg: np.ndarray | None) -> dict:
+    """:func:`task_metrics` for a model card's task, class names and category parts, from predictions."""
+    parts = _card_category_parts(card)
     return task_metrics(card.task, predicted, labels, seg, card.class_names, parts, card.num_outputs)
+
+
+def card_metrics(card, logits: np.ndarray, labels: np.ndarray, seg: np.ndarray | None) -> dict:
+    """:func:`task_metrics` for a model card, from logits."""
+    return card_task_metrics(card, card_predictions(card, logits, labels), labels, seg)

@@ -25,7 +25,7 @@ from pointserve.engines.base import Runner
 from pointserve.engines.environment import detect_environment
 from pointserve.engines.selection import REFERENCE_VARIANT, create_runner, limits_for_card
 from pointserve.errors import ConfigError, EngineError
-from pointserve.metrics import predictions, task_metrics
+from pointserve.metrics import card_predictions, card_task_metrics
 from pointserve.models.collate import batch_inputs, split
 from pointserve.models.registry import get_spec
 from pointserve.repository.manifest import AccuracyInfo
@@ -98,17 +98,16 @@ def accuracy_info(
     card: ModelCard, data: EvalSet, logits: np.ndarray, reference_logits: np.ndarray | None
 ) -> AccuracyInfo:
     """The variant's task metrics (:func:`pointserve.metrics.card_metrics`) and its agreement with the reference."""
-    parts = [card.category_parts[name] for name in card.class_names] if card.task == "part_segmentation" else None
-    pred = predictions(card.task, logits, data.labels, parts)
+    pred = card_predictions(card, logits, data.labels)
     if reference_logits is None:
         agreement, max_diff = 1.0, 0.0
     else:
-        agreement = float((pred == predictions(card.task, reference_logits, data.labels, parts)).mean())
+        agreement = float((pred == card_predictions(card, reference_logits, data.labels)).mean())
         max_diff = float(np.max(np.abs(logits.astype(np.float64) - reference_logits.astype(np.float64))))
     common = {"dataset": data.dataset, "num_samples": len(data.labels)}
     if card.task != "classification" and data.seg is None:
         raise ConfigError(f"dataset {data.dataset!r} has no per-point labels to evaluate segmentation with")
-    metrics = task_metrics(card.task, pred, data.labels, data.seg, card.class_names, parts, card.num_outputs)
+    metrics = card_task_metrics(card, pred, data.labels, data.seg)
     if card.task == "classification":
         return AccuracyInfo(
             **common,
