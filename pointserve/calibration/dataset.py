@@ -51,6 +51,7 @@ class CalibrationSet:
     dataset: str
     split: str
     has_category: bool
+    source_data_hash: str | None = None  # content hash of the split the clouds were drawn from
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationSet:
@@ -69,6 +70,7 @@ class CalibrationSet:
             dataset=str(meta.get("dataset", "")),
             split=str(meta.get("split", "")),
             has_category="category" in arrays,
+            source_data_hash=meta.get("source_data_hash"),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES, CalibrationSet, build_calibration_set, read_npz
+from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES, build_calibration_set
 from pointserve.calibration.quantize import QuantizationResult
 from pointserve.errors import CalibrationError, ConfigError, ModelNotFoundError
 from pointserve.repository.store import ModelVersion
@@ -65,33 +65,21 @@ def make_int8_variant(
         from pointserve.calibration.sources import load_calibration_source
 
         source = load_calibration_source(calibration_data, card)
-        calibration = build_calibration_set(
-            card,
-            model_version.calibration_dir,
-            num_samples=num_samples,
-            seed=seed,
-            dataset=source.dataset,
-            progress=progress,
-            source_tag=source.tag,
-        )
-        source_description, source_sha256 = source.description, source.sha256
+        draw = {"dataset": source.dataset, "source_tag": source.tag}
+        source_description = source.description
     else:
         if not card.dataset:
             raise CalibrationError(
                 f"the model card of {model_version.name} v{model_version.version} names no dataset to draw "
                 f"calibration clouds from; {NO_DATASET_HINT}"
             )
-        calibration = build_calibration_set(
-            card,
-            model_version.calibration_dir,
-            num_samples=num_samples,
-            seed=seed,
-            dataset_root=dataset_root,
-            progress=progress,
-        )
+        draw = {"dataset_root": dataset_root}
         root = f":{Path(dataset_root).expanduser().resolve()}" if dataset_root else ""
         source_description = f"{card.dataset}{root} (train split, named by the model card)"
-        source_sha256 = _source_hash(calibration)
+    calibration = build_calibration_set(
+        card, model_version.calibration_dir, num_samples=num_samples, seed=seed, progress=progress, **draw
+    )
+    source_sha256 = calibration.source_data_hash  # the set records the content hash of what it was drawn from
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=model_version.path, prefix=".int8-")))
@@ -111,14 +99,6 @@ def make_int8_variant(
             "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=info
         )
     return replace(result, path=model_version.variant_path("int8", verify=False), calibration=info)
-
-
-def _source_hash(calibration: CalibrationSet) -> str | None:
-    """The content hash of the split a set was drawn from, as the set's own metadata records it."""
-    import json
-
-    meta = json.loads(str(read_npz(calibration.path)["meta_json"]))
-    return meta.get("source_data_hash")
 
 
 __all__ = ["NO_DATASET_HINT", "make_int8_variant"]
