@@ -101,13 +101,13 @@ def _class_names(repository: Path) -> list[str]:
     return Repository(repository).open(MODEL).card.class_names
 
 
-def _predict(url: str, seed: int = 0) -> dict:
-    points = np.random.default_rng(seed).standard_normal((50, 3)).astype("<f4")
+def _predict(url: str, seed: int = 0, *, model: str = MODEL, num_points: int = 50) -> dict:
+    points = np.random.default_rng(seed).standard_normal((num_points, 3)).astype("<f4")
     response = httpx.post(
-        f"{url}/v1/models/{MODEL}/predict",
+        f"{url}/v1/models/{model}/predict",
         content=points.tobytes(),
         headers={"content-type": "application/octet-stream"},
-        timeout=30,
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -153,15 +153,7 @@ def test_service_runs_with_only_the_requirement_set_importable(image_repository,
             assert answer["label"] in class_names and len(answer["top_k"]) == len(class_names)
             # More points than the engine computes (2,048 by default for N = 128): resampled, and every input
             # point's label comes from its nearest processed neighbour (scipy's cKDTree, in the requirement set).
-            big = np.random.default_rng(1).standard_normal((5000, 3)).astype("<f4")
-            response = httpx.post(
-                f"{url}/v1/models/{SEGMENTER}/predict",
-                content=big.tobytes(),
-                headers={"content-type": "application/octet-stream"},
-                timeout=60,
-            )
-            assert response.status_code == 200, response.text
-            segmented = response.json()
+            segmented = _predict(url, 1, model=SEGMENTER, num_points=5000)
             assert segmented["resampled"] and segmented["num_points"] == 5000 and len(segmented["labels"]) == 5000
             assert segmented["num_processed_points"] < 5000
             assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
