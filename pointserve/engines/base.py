@@ -46,9 +46,6 @@ class InputLimits:
     def max_batch(self) -> int:
         return self.range_of("batch")[1]
 
-    def with_dims(self, **dims: tuple[int, int]) -> InputLimits:
-        return InputLimits({**self.dims, **dims}, self.value_bounds)
-
 
 def check_feeds(
     inputs: Feeds, specs: Sequence[TensorSpec], limits: InputLimits, name: str = "model"

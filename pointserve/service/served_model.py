@@ -28,7 +28,9 @@ from pointserve.service.metrics import ServiceMetrics
 from pointserve.service.settings import BatchingSettings, Settings
 
 log = logging.getLogger("pointserve.service")
-THREAD_PREPARE_POINTS = 100_000  # preparing a bigger cloud (normalise, resample, preprocess) goes off the loop
+# A bigger cloud's numpy work (preparing it: normalise, resample, preprocess; or building its segmentation
+# answer: k-d tree, label lists) goes off the event loop, so small requests keep being served meanwhile.
+THREAD_WORK_POINTS = 100_000
 
 
 @dataclass
@@ -127,7 +129,7 @@ class ServedModel:
         """
         clouds = []
         for points, category in items:
-            if len(points) > THREAD_PREPARE_POINTS:
+            if len(points) > THREAD_WORK_POINTS:
                 clouds.append(await asyncio.to_thread(self.prepare, points, category))
             else:
                 clouds.append(self.prepare(points, category))

@@ -27,10 +27,9 @@ from pointserve.service.schemas import (
     PredictionsAnswer,
     SegmentationAnswer,
 )
-from pointserve.service.served_model import ServedModel
+from pointserve.service.served_model import THREAD_WORK_POINTS, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Authorized])
-_THREAD_ANSWER_POINTS = 100_000  # building a big segmentation answer (k-d tree, lists) goes off the loop
 
 
 def _answer(served: ServedModel, cloud: Cloud, logits: np.ndarray, options: PredictOptions) -> dict:
@@ -65,7 +64,7 @@ async def predict(request: Request, served: ServedModelDep) -> Response:
     answers: list[dict[str, Any]] = []
     for cloud, cloud_logits in zip(clouds, logits, strict=True):
         args = (served, cloud, cloud_logits, options)
-        if cloud.num_input_points > _THREAD_ANSWER_POINTS:
+        if cloud.num_input_points > THREAD_WORK_POINTS:
             answers.append(await asyncio.to_thread(_answer, *args))
         else:
             answers.append(_answer(*args))
