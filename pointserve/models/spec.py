@@ -73,13 +73,7 @@ def default_parity_shapes(card: ModelCard) -> list[tuple[int, int]]:
 def request_specs(card: ModelCard) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """What a client sends and receives, whatever the family (the Open Inference Protocol's model metadata):
     raw ``points`` (B, N, C) (+ ``category`` (B,)) in, ``logits`` (B, K) or (B, N, P) with a row per input point."""
-    inputs = [TensorSpec(name=POINTS_INPUT, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, card.in_channels])]
-    if card.needs_category:
-        inputs.append(TensorSpec(name=CATEGORY_INPUT, dtype="int64", shape=[BATCH_DIM]))
-    out: list[int | str] = [BATCH_DIM, card.num_outputs]
-    if card.task != "classification":
-        out = [BATCH_DIM, POINTS_DIM, card.num_outputs]
-    return inputs, [TensorSpec(name=LOGITS_OUTPUT, dtype="float32", shape=out)]
+    return points_and_category_inputs(card), logits_outputs(card)
 
 
 @dataclass(frozen=True)
@@ -135,20 +129,25 @@ class ArchitectureSpec:
         return self.builder(**card.config)
 
 
-def classification_outputs(card: ModelCard) -> list[TensorSpec]:
-    return [TensorSpec(name=LOGITS_OUTPUT, dtype="float32", shape=[BATCH_DIM, card.num_outputs])]
+def logits_outputs(card: ModelCard) -> list[TensorSpec]:
+    """``logits`` (B, K) for classification, (B, N, P) per point for segmentation."""
+    shape: list[int | str] = [BATCH_DIM, card.num_outputs]
+    if card.task != "classification":
+        shape = [BATCH_DIM, POINTS_DIM, card.num_outputs]
+    return [TensorSpec(name=LOGITS_OUTPUT, dtype="float32", shape=shape)]
 
 
-def per_point_outputs(card: ModelCard) -> list[TensorSpec]:
-    return [TensorSpec(name=LOGITS_OUTPUT, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, card.num_outputs])]
+def point_cloud_inputs(channels: int = 3, needs_category: bool = False) -> list[TensorSpec]:
+    """The inputs of a graph fed raw clouds: ``points`` (B, N, C) float32 (+ ``category`` (B,) int64)."""
+    inputs = [TensorSpec(name=POINTS_INPUT, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, int(channels)])]
+    if needs_category:
+        inputs.append(TensorSpec(name=CATEGORY_INPUT, dtype="int64", shape=[BATCH_DIM]))
+    return inputs
 
 
 def points_and_category_inputs(card: ModelCard) -> list[TensorSpec]:
     """``points`` (B, N, C), plus ``category`` (B,) for part segmentation."""
-    inputs = [TensorSpec(name=POINTS_INPUT, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, card.in_channels])]
-    if card.needs_category:
-        inputs.append(TensorSpec(name=CATEGORY_INPUT, dtype="int64", shape=[BATCH_DIM]))
-    return inputs
+    return point_cloud_inputs(card.in_channels, card.needs_category)
 
 
 __all__ = [
@@ -163,10 +162,10 @@ __all__ = [
     "ArchitectureSpec",
     "CollatePolicy",
     "TensorSpec",
-    "classification_outputs",
     "default_parity_shapes",
     "identity_preprocessor",
-    "per_point_outputs",
+    "logits_outputs",
+    "point_cloud_inputs",
     "points_and_category_inputs",
     "request_specs",
 ]

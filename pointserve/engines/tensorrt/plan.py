@@ -29,7 +29,15 @@ from pydantic import ValidationError
 from pointserve.engines.base import InputLimits
 from pointserve.engines.gpu import GpuInfo
 from pointserve.errors import ConfigError, EngineCompatibilityError
-from pointserve.models.spec import BATCH_DIM, CATEGORY_INPUT, LOGITS_OUTPUT, POINTS_DIM, POINTS_INPUT, TensorSpec
+from pointserve.models.spec import (
+    BATCH_DIM,
+    CATEGORY_INPUT,
+    LOGITS_OUTPUT,
+    POINTS_DIM,
+    POINTS_INPUT,
+    TensorSpec,
+    point_cloud_inputs,
+)
 from pointserve.repository.manifest import PRECISIONS, BuildInfo, Precision, onnx_variant_for
 
 PLAN_SUFFIX = ".plan"
@@ -72,14 +80,6 @@ def builder_flags_for(precision: str) -> list[str]:
 
 
 # -- optimisation profile ---------------------------------------------------------------------------------
-def point_cloud_inputs(channels: int = 3, needs_category: bool = False) -> list[TensorSpec]:
-    """The inputs of a graph fed raw clouds: ``points`` (B, N, C) float32 (+ ``category`` (B,) int64)."""
-    specs = [TensorSpec(name=POINTS_INPUT, dtype="float32", shape=[BATCH_DIM, POINTS_DIM, int(channels)])]
-    if needs_category:
-        specs.append(TensorSpec(name=CATEGORY_INPUT, dtype="int64", shape=[BATCH_DIM]))
-    return specs
-
-
 @dataclass(frozen=True)
 class ShapeProfile:
     """One optimisation profile: ``dims`` maps every symbolic dimension of the graph ``inputs`` to its

@@ -23,8 +23,7 @@ from pointserve.models.registry import register_architecture
 from pointserve.models.spec import (
     POINTS_INPUT,
     ArchitectureSpec,
-    classification_outputs,
-    per_point_outputs,
+    logits_outputs,
     points_and_category_inputs,
 )
 
@@ -89,7 +88,7 @@ def coordinate_layers(graph, card: ModelCard) -> list[str]:
 
 def _register(name: str, task, builder, model_config, description: str) -> ArchitectureSpec:
     """What every PointNet shares: raw points (+ category) in, repeat batching, the feature-transform loss and
-    the coordinate-layer int8 rule; per-cloud logits for classification, per-point logits otherwise."""
+    the coordinate-layer int8 rule, logits per cloud (classification) or per point."""
     return register_architecture(
         ArchitectureSpec(
             name=name,
@@ -97,7 +96,7 @@ def _register(name: str, task, builder, model_config, description: str) -> Archi
             builder=builder,
             model_config=model_config,
             inputs=points_and_category_inputs,
-            outputs=classification_outputs if task == "classification" else per_point_outputs,
+            outputs=logits_outputs,
             collate="repeat",
             auxiliary_loss=feature_transform_loss,
             int8_float_nodes=coordinate_layers,
