@@ -23,7 +23,7 @@ import numpy as np
 from pointserve.card import ModelCard
 from pointserve.engines.base import InputLimits, Runner
 from pointserve.errors import ConfigError, EngineCompatibilityError, ModelNotFoundError
-from pointserve.models.spec import BATCH_DIM, POINTS_DIM, TensorSpec
+from pointserve.models.spec import BATCH_DIM, POINTS_DIM, TensorSpec, point_cloud_inputs
 from pointserve.repository.manifest import BACKENDS, MANIFEST_FILE, AccuracyInfo
 from pointserve.repository.store import ModelVersion, Repository
 
@@ -80,14 +80,8 @@ class BenchTarget:
 
             feeds, _ = random_feeds(get_spec(self.card.architecture), self.card, batch, num_points, rng)
             return feeds
-        specs = self.input_specs or _raw_cloud_specs(self.channels, self.needs_category)
+        specs = self.input_specs or point_cloud_inputs(self.channels, self.needs_category)
         return raw_cloud_feeds(specs, batch, num_points, rng, num_categories=self.num_categories)
-
-
-def _raw_cloud_specs(channels: int, needs_category: bool) -> list[TensorSpec]:
-    from pointserve.engines.tensorrt.plan import point_cloud_inputs
-
-    return point_cloud_inputs(channels, needs_category)
 
 
 def raw_cloud_layout(specs: Sequence[TensorSpec], where: str | Path) -> tuple[TensorSpec, TensorSpec | None]:
