@@ -59,10 +59,7 @@ def bench_model_dir(bench_repository: Path) -> Path:
 @pytest.fixture(scope="session")
 def bench_server(bench_repository: Path):
     """A real uvicorn server on 127.0.0.1 serving the tiny repository (the service tests' in-thread runner)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-    from server_helpers import running_server
+    from server_helpers import running_server  # tests/server_helpers.py, shared by every suite that serves
 
     from pointserve.service.app import create_app
     from pointserve.service.settings import load_settings
