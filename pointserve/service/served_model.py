@@ -114,11 +114,10 @@ class ServedModel:
         points = check_points(points, channels=self.channels, min_points=self.min_points, max_points=self.max_points)
         return prepare_cloud(
             points,
-            normalization=self.card.normalization,
-            max_processed_points=self.max_processed_points,
-            category=category_id,
             spec=self.spec,
             card=self.card,
+            max_processed_points=self.max_processed_points,
+            category=category_id,
         )
 
     async def predict(self, items: list[tuple[np.ndarray, Any]]) -> tuple[list[Cloud], list[np.ndarray]]:

@@ -91,7 +91,6 @@ def test_padding_by_repetition_gives_exactly_the_unbatched_outputs(repository, m
     clouds = [
         prepare_cloud(
             rng.standard_normal((n, 3)).astype(np.float32),
-            normalization="unit_sphere",
             max_processed_points=4096,
             category=i % 2 if card.needs_category else None,
             spec=spec,

@@ -80,19 +80,18 @@ def check_points(points: np.ndarray, *, channels: int, min_points: int, max_poin
 def prepare_cloud(
     points: np.ndarray,
     *,
-    normalization: str,
+    spec: ArchitectureSpec,
+    card: ModelCard,
     max_processed_points: int,
     category: int | None = None,
-    spec: ArchitectureSpec | None = None,
-    card: ModelCard | None = None,
 ) -> Cloud:
-    """Normalise the whole cloud, resample it to ``max_processed_points`` if it is larger, then run the
-    family's preprocessor (when ``spec`` and ``card`` are given).
+    """Normalise the whole cloud as the card says, resample it to ``max_processed_points`` if it is larger,
+    then run the family's preprocessor.
 
     Normalising before resampling keeps the centroid and radius of every point the client sent.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        normalized = normalize(points, normalization)
+        normalized = normalize(points, card.normalization)
     if not np.isfinite(normalized).all():
         raise InputError("coordinates are too large to normalise in float32 (keep them well below 1e19)")
     if len(normalized) <= max_processed_points:
@@ -101,8 +100,7 @@ def prepare_cloud(
         kept = resample_indices(len(normalized), max_processed_points, np.random.default_rng(RESAMPLE_SEED))
         processed = np.ascontiguousarray(normalized[kept], dtype=np.float32)
         cloud = Cloud(processed, category, kept=kept, source_xyz=np.ascontiguousarray(normalized[:, :3]))
-    if spec is not None and card is not None:
-        cloud.inputs = cloud_inputs(spec, card, cloud.points, category)
+    cloud.inputs = cloud_inputs(spec, card, cloud.points, category)
     return cloud
 
 
