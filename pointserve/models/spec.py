@@ -58,6 +58,16 @@ class TensorSpec(BaseModel):
 
 Preprocessor = Callable[[np.ndarray, ModelCard], dict[str, np.ndarray]]
 SpecsFn = Callable[[ModelCard], list[TensorSpec]]
+# (points (N, C), rng, per-point labels (N,) or None) -> augmented (points (M, C), labels (M,) or None)
+Augmentation = Callable[[np.ndarray, np.random.Generator, "np.ndarray | None"], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def default_augmentation(points: np.ndarray, rng: np.random.Generator, seg: np.ndarray | None = None):
+    """The PointNet recipe (:func:`pointserve.data.transforms.augment`): up-axis rotation, scale, jitter, shuffle,
+    point dropout (classification only)."""
+    from pointserve.data.transforms import augment
+
+    return augment(points, rng, seg)
 
 
 def identity_preprocessor(points: np.ndarray, card: ModelCard) -> dict[str, np.ndarray]:
@@ -95,6 +105,8 @@ class ArchitectureSpec:
       networks whose answer changes when a point repeats, such as kNN graphs).
     * ``index_inputs``: input name -> the dimension its values index (for ``concat`` offsets). A value equal
       to the cloud's size in that dimension is the sentinel (a padded slot) and maps to the batch total.
+    * ``augment(points, rng, seg)`` -> ``(points, seg)``: the training augmentation of one resampled cloud
+      (before normalisation); it may change the number of points (pcn drops a random share of them).
     * ``auxiliary_loss(model, inputs)`` -> ``(outputs, loss)``: the training forward pass with its extra loss.
     * ``int8_float_nodes(graph, card)`` -> names of the ONNX nodes int8 keeps in float (a starting point).
     """
@@ -109,6 +121,7 @@ class ArchitectureSpec:
     collate: CollatePolicy = "repeat"
     index_inputs: Mapping[str, str] = field(default_factory=dict)
     preprocessing: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda options: {}
+    augment: Augmentation = default_augmentation
     auxiliary_loss: Callable[[Any, dict[str, Any]], tuple[Any, Any]] | None = None
     int8_float_nodes: Callable[[Any, ModelCard], list[str]] = lambda graph, card: []
     parity_shapes: Callable[[ModelCard], list[tuple[int, int]]] = default_parity_shapes
@@ -160,8 +173,10 @@ __all__ = [
     "SEGMENT_INPUT",
     "SEGMENT_START_INPUT",
     "ArchitectureSpec",
+    "Augmentation",
     "CollatePolicy",
     "TensorSpec",
+    "default_augmentation",
     "default_parity_shapes",
     "identity_preprocessor",
     "logits_outputs",

@@ -18,7 +18,7 @@ import torch
 
 from pointserve.card import ModelCard
 from pointserve.data.base import PointCloudDataset
-from pointserve.data.transforms import augment, normalize, resample_indices
+from pointserve.data.transforms import normalize, resample_indices
 from pointserve.models.collate import BatchLayout, cloud_inputs, collate, split
 from pointserve.models.registry import get_spec
 from pointserve.models.spec import LOGITS_OUTPUT
@@ -32,13 +32,14 @@ class Batch:
     layout: BatchLayout
 
 
-def _prepare(sample, num_points: int, normalization: str, rng: np.random.Generator | None, train: bool):
-    idx = resample_indices(len(sample.points), num_points, rng if train else np.random.default_rng(0))
+def _prepare(sample, card: ModelCard, rng: np.random.Generator | None, train: bool):
+    """One sample -> (normalised points, labels): resampled to the card's size, augmented as the family trains."""
+    idx = resample_indices(len(sample.points), card.num_points, rng if train else np.random.default_rng(0))
     points = sample.points[idx]
     seg = sample.seg[idx] if sample.seg is not None else None
     if train:
-        points, seg = augment(points, rng, seg)
-    return normalize(points, normalization).astype(np.float32), seg
+        points, seg = get_spec(card.architecture).augment(points, rng, seg)
+    return normalize(points, card.normalization).astype(np.float32), seg
 
 
 def iterate_batches(
@@ -56,7 +57,7 @@ def iterate_batches(
         chosen = order[start : start + batch_size]
         if train and len(chosen) < 2:  # BatchNorm cannot train on a batch of one
             continue
-        prepared = [_prepare(dataset[i], card.num_points, card.normalization, rng, train) for i in chosen]
+        prepared = [_prepare(dataset[i], card, rng, train) for i in chosen]
         labels = [int(dataset[i].label) for i in chosen]
         per_cloud = [cloud_inputs(spec, card, p, label) for (p, _), label in zip(prepared, labels, strict=True)]
         feeds, layout = collate(spec, card, per_cloud)
