@@ -111,3 +111,51 @@ def augment(
     if dropout and seg is None:
         points = random_point_dropout(points, rng)
     return points, seg
+
+
+def jitter_clipped_norm(points: np.ndarray, rng: np.random.Generator, sigma: float = 0.01, clip: float = 0.02):
+    """Gaussian jitter of xyz whose per-point offset is clipped to length ``clip`` (pcn's ``clip_by_norm``)."""
+    out = np.array(points, dtype=np.float32, copy=True)
+    noise = sigma * rng.standard_normal((len(out), 3))
+    length = np.linalg.norm(noise, axis=1, keepdims=True)
+    noise *= np.minimum(1.0, clip / np.maximum(length, 1e-12))
+    out[:, :3] += noise.astype(np.float32)
+    return out
+
+
+def random_small_rotation(points: np.ndarray, rng: np.random.Generator, stddev: float = 0.06, clip: float = 0.18):
+    """Rotation about a uniformly random axis by an angle N(0, stddev) clipped to ±clip (radians); normals too."""
+    axis = rng.standard_normal(3)
+    axis /= max(float(np.linalg.norm(axis)), 1e-12)
+    angle = float(np.clip(stddev * rng.standard_normal(), -clip, clip))
+    x, y, z = axis
+    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    rot = (np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross).astype(np.float32)
+    out = np.array(points, dtype=np.float32, copy=True)
+    out[:, :3] = out[:, :3] @ rot.T
+    if out.shape[1] >= 6:
+        out[:, 3:6] = out[:, 3:6] @ rot.T
+    return out
+
+
+def pcn_augment(
+    points: np.ndarray, rng: np.random.Generator, seg: np.ndarray | None = None, *, max_drop: float = 0.875
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """pcn's training augmentation (jackd/pcn ``augment``): shuffle, keep a prefix after dropping a share
+    U(0, ``max_drop``) of the points (so the cloud *shrinks*: 1024 -> 128..1024), jitter N(0, 0.01) clipped to
+    norm 0.02, a small rotation about a random axis (N(0, 0.06) rad, clipped to 0.18), isotropic scale
+    U(0.8, 1.25). Per-point labels follow their points.
+
+    The isotropic scale is kept for fidelity, but note that a unit-sphere card normalises the cloud after this
+    (as the service does every request), which undoes it; the point dropout then still varies each cloud's
+    extent relative to the fixed radii.
+    """
+    points, seg = shuffle(points, rng, seg)
+    keep = max(1, int(len(points) * (1.0 - rng.uniform(0.0, max_drop))))
+    points = points[:keep]
+    seg = seg[:keep] if seg is not None else None
+    points = jitter_clipped_norm(points, rng)
+    points = random_small_rotation(points, rng)
+    out = np.array(points, dtype=np.float32, copy=True)
+    out[:, :3] *= np.float32(rng.uniform(0.8, 1.25))
+    return out, seg

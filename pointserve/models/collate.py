@@ -8,7 +8,8 @@ checked. (The service's batcher adds one rule of its own for ``bucket``: it only
   max-pooled networks (a repeated point changes no maximum); per-point answers are the first n rows.
 * ``concat``: per-point arrays are concatenated along their first dimension; ``index_inputs`` are offset by
   the cloud's start in the dimension they index (the sentinel, equal to the cloud's own size, becomes the
-  batch total); ``segment`` (cloud id per point) and ``segment_start`` (first point of each cloud) are
+  batch total), per-cloud index rows (a leading ``batch`` axis) too, before they are padded by cycling;
+  ``segment`` (cloud id per point) and ``segment_start`` (first point of each cloud) are
   generated when the graph takes them. Exact for neighbourhood networks whose neighbours never cross clouds.
 * ``bucket``: arrays are stacked; every cloud of a batch must have the same size (kNN graphs change when a
   point repeats, so nothing is padded).
@@ -131,6 +132,9 @@ def collate(
                 arrays = _offset_indices(arrays, spec.index_inputs[spec_.name], layout, spec_.name)
             feeds[spec_.name] = np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)
             continue
+        if policy == "concat" and spec_.name in spec.index_inputs:
+            # Per-cloud rows (e.g. a cloud's points to pool): offset, then padded by repeating the cloud's own.
+            arrays = _offset_indices(arrays, spec.index_inputs[spec_.name], layout, spec_.name)
         leading = spec_.shape[1] if len(spec_.shape) > 1 else None
         if isinstance(leading, str):
             longest = max(s[leading] for s in sizes)
