@@ -48,6 +48,13 @@ ORDERS: tuple[Order, ...] = ("transform_first", "features_first")
 _MIN_WEIGHT_SUM = 1e-12
 
 
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for any index shape, as one flat row Gather (ONNX ``Gather`` on axis 0, which every
+    runtime takes, instead of the ``GatherND`` that advanced indexing exports to)."""
+    rows = torch.index_select(table, 0, index.reshape(-1))
+    return rows.reshape(*index.shape, *table.shape[1:])
+
+
 def polynomial_features(rel: torch.Tensor, degree: int = 2) -> torch.Tensor:
     """All monomials of the three coordinates up to ``degree`` (0, 1 or 2): ``(..., 3) -> (..., T)``.
 
@@ -81,7 +88,7 @@ def edge_features(
     Padding slots (``neighbors == N_in``) get weight 0, whatever the zero row they gather is.
     """
     padded = torch.cat([in_coords, in_coords.new_zeros(1, in_coords.shape[1])])
-    rel = (padded[neighbors] - out_coords.unsqueeze(1)) / radius  # (N_out, K, 3)
+    rel = (gather_rows(padded, neighbors) - out_coords.unsqueeze(1)) / radius  # (N_out, K, 3)
     real = (neighbors < in_coords.shape[0]).to(rel.dtype)
     # sqrt(x + 0) has no gradient at 0; coordinates are inputs, never trained, so nothing needs one here.
     weight = torch.relu(1.0 - torch.sqrt((rel * rel).sum(-1))) * real  # (N_out, K)
@@ -224,10 +231,10 @@ def _gather(features: torch.Tensor, nb: Neighbourhood, kernel: torch.Tensor, ord
     if order == "transform_first":
         transformed = features @ _flat_kernel(kernel, order)  # (N_in, T * F_out)
         padded = torch.cat([transformed, transformed.new_zeros(1, t * f_out)])
-        gathered = padded[nb.neighbors].reshape(n_out, k * t, f_out)  # (N_out, K*T, F_out)
+        gathered = gather_rows(padded, nb.neighbors).reshape(n_out, k * t, f_out)  # (N_out, K*T, F_out)
         return torch.matmul(nb.features.reshape(n_out, 1, k * t), gathered).reshape(n_out, f_out)
     padded = torch.cat([features, features.new_zeros(1, f_in)])
-    gathered = padded[nb.neighbors]  # (N_out, K, F_in)
+    gathered = gather_rows(padded, nb.neighbors)  # (N_out, K, F_in)
     summed = torch.matmul(nb.features.transpose(1, 2), gathered)  # (N_out, T, F_in)
     return summed.reshape(n_out, t * f_in) @ _flat_kernel(kernel, order)
 
@@ -300,6 +307,7 @@ __all__ = [
     "Neighbourhood",
     "continuous_conv",
     "edge_features",
+    "gather_rows",
     "num_edge_features",
     "polynomial_features",
     "resolve_order",

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pointserve.models.pcn.conv import ContinuousConv, Neighbourhood, edge_features, num_edge_features
+from pointserve.models.pcn.conv import ContinuousConv, Neighbourhood, edge_features, gather_rows, num_edge_features
 
 NUM_LEVELS = 4
 
@@ -66,7 +66,7 @@ class DownSampleBlock(nn.Module):
     def forward(self, x: torch.Tensor, down: Neighbourhood, sample: torch.Tensor) -> torch.Tensor:
         branch = self.conv_norm(self.conv(self.reduce(x), down))
         branch = self.dropout(self.expand_norm(self.expand(branch)))
-        shortcut = self.dropout(self.shortcut_norm(self.shortcut(x[sample])))
+        shortcut = self.dropout(self.shortcut_norm(self.shortcut(gather_rows(x, sample))))
         return torch.relu(shortcut + branch)
 
 
@@ -139,7 +139,7 @@ class PcnEncoder(nn.Module):
     def coords(self, points: torch.Tensor, samples: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         levels = [points[:, :3]]
         for sample in samples:
-            levels.append(levels[-1][sample])
+            levels.append(gather_rows(levels[-1], sample))
         return levels
 
     def forward(self, points, neighbors, samples, downs):
@@ -159,7 +159,7 @@ class PcnEncoder(nn.Module):
 
 def global_max(features: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     """Per-cloud max: ``pool`` (B, M) lists each cloud's coarsest points (short clouds repeat theirs)."""
-    return features[pool].amax(dim=1)
+    return gather_rows(features, pool).amax(dim=1)
 
 
 class PcnClassifier(nn.Module):
@@ -240,10 +240,10 @@ class PcnSegmenter(nn.Module):
             reach = self.encoder.radii[level] * self.encoder.down_scale
             up = self.encoder.neighbourhood(coords[level + 1], coords[level], ups[level], reach)
             x = self.up[level](x, features[level], up)
-        per_point = [x, global_max(top, pool)[segment]]
+        per_point = [x, gather_rows(global_max(top, pool), segment)]
         if self.num_categories:
             one_hot = (category.unsqueeze(1) == torch.arange(self.num_categories, device=category.device)).to(x.dtype)
-            per_point.append(one_hot[segment])
+            per_point.append(gather_rows(one_hot, segment))
         return self.head(torch.cat(per_point, dim=1))
 
     def forward(
