@@ -112,6 +112,9 @@ class BenchResult:
     walltime_s: float = 0.0
     gpu_phases: bool = False
     warnings: list[str] = field(default_factory=list)
+    # Seconds the family's CPU preprocessing (neighbourhoods, sampling) took per cloud of num_points; empty for
+    # a bare file (no card, so no family). Not part of the timed queries: the service pays it per request.
+    preprocess_s: list[float] = field(default_factory=list)
 
     @property
     def queries(self) -> int:
@@ -139,6 +142,25 @@ class BenchResult:
     def stability_series(self) -> str:
         """The series whose spread decides the stability warning: GPU compute on GPUs, else latency."""
         return "gpu_compute" if self.gpu_phases else "latency"
+
+
+def measure_preprocessing(target: BenchTarget, num_points: int, seed: int = 0, clouds: int = 16) -> list[float]:
+    """Seconds per cloud of the family's CPU preprocessing (what the service runs on every request before the
+    engine sees it), over ``clouds`` random clouds; empty when the target has no card."""
+    if target.card is None:
+        return []
+    from pointserve.models.collate import cloud_inputs, random_clouds
+    from pointserve.models.registry import get_spec
+
+    spec = get_spec(target.card.architecture)
+    rng = np.random.default_rng(seed)
+    seconds = []
+    for cloud in random_clouds(target.card, clouds, num_points, rng):
+        category = 0 if target.card.needs_category else None
+        started = time.perf_counter()
+        cloud_inputs(spec, target.card, cloud, category)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def make_inputs(target: BenchTarget, batch: int, num_points: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -261,6 +283,7 @@ def run_benchmark(target: BenchTarget, config: BenchConfig) -> BenchResult:
             max_time_s=config.max_time_s,
         )
         result = BenchResult(target, config, num_points, times, walltime, gpu_phases=session.gpu_phases)
+    result.preprocess_s = measure_preprocessing(target, num_points, config.seed)
     result.warnings = stability_warnings(result)
     return result
 
@@ -274,6 +297,7 @@ __all__ = [
     "Stats",
     "make_inputs",
     "measure",
+    "measure_preprocessing",
     "run_benchmark",
     "stability_warnings",
     "warm_up",

@@ -146,6 +146,9 @@ def summary_lines(result: BenchResult) -> list[str]:
     if busy is not None:
         lines.append(f"Total {'GPU ' if result.gpu_phases else ''}Compute Time: {busy.total_s:.5g} s")
     lines.append(f"Queries: {result.queries} ({result.queries * result.config.batch} clouds)")
+    if result.preprocess_s:
+        prep = Stats.of(result.preprocess_s, result.config.percentiles)
+        lines.append(_stats_line(f"Preprocessing (CPU, per cloud of {result.num_points} points, not in Latency)", prep))
     if result.gpu_phases and enqueue is not None and busy is not None and enqueue.median_ms > busy.median_ms:
         lines.append(
             "[W] * Throughput may be bound by Enqueue Time rather than GPU Compute and the GPU may be under-utilized."
@@ -190,6 +193,9 @@ def result_dict(result: BenchResult, *, with_times: bool = True) -> dict[str, An
         "total_host_walltime_s": result.walltime_s,
         "latency_ms": _stats_dict(result.stats("latency")),
         "enqueue_time_ms": _stats_dict(result.stats("enqueue")),
+        "preprocess_ms_per_cloud": _stats_dict(Stats.of(result.preprocess_s, config.percentiles))
+        if result.preprocess_s
+        else None,
     }
     if result.gpu_phases:
         summary["h2d_latency_ms"] = _stats_dict(result.stats("h2d"))

@@ -9,7 +9,7 @@ import pytest
 
 from pointserve.bench.engine_bench import BenchConfig, BenchResult, QueryTime, Stats, make_inputs, run_benchmark
 from pointserve.bench.phases import Phases
-from pointserve.bench.report import format_report
+from pointserve.bench.report import device_info, format_report, result_dict
 from pointserve.bench.targets import BenchTarget, resolve_targets, split_spec
 from pointserve.errors import ConfigError
 
@@ -162,6 +162,10 @@ def test_run_benchmark_api(bench_model_dir: Path):
     assert result.queries == 4 and result.num_points == 80 and result.clouds_per_s == pytest.approx(3 * result.qps)
     assert result.target.precision == "fp16" and result.target.accuracy is not None
     assert all(t.phases.compute_s is not None and t.phases.h2d_s is None for t in result.times)
+    # the family's CPU preprocessing is timed per cloud, reported apart from the engine's latency
+    assert len(result.preprocess_s) == 16 and all(s > 0 for s in result.preprocess_s)
+    assert "Preprocessing (CPU, per cloud of 80 points" in format_report(result, device_info(False))
+    assert result_dict(result)["summary"]["preprocess_ms_per_cloud"]["median"] > 0
 
 
 def test_timed_call_uses_the_backends_timer_on_gpu_providers_only(monkeypatch):
