@@ -31,17 +31,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--optimizer", choices=["adam", "adamw"])
     train.add_argument("--lr", type=float)
     train.add_argument("--weight-decay", dest="weight_decay", type=float)
-    train.add_argument("--scheduler", choices=["step", "cosine", "none"])
+    train.add_argument(
+        "--scheduler",
+        choices=["step", "cosine", "plateau", "none"],
+        help="learning-rate schedule (default cosine); plateau cuts the rate when training accuracy stops improving",
+    )
+    train.add_argument(
+        "--plateau-patience", dest="plateau_patience", type=int, help="plateau: epochs without improvement (20)"
+    )
+    train.add_argument("--plateau-factor", dest="plateau_factor", type=float, help="plateau: rate factor (0.2)")
     train.add_argument("--feature-transform", dest="feature_transform", action="store_true", default=None)
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     amp = train.add_mutually_exclusive_group()
     amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision on")
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="mixed precision off")
-    train.add_argument("--deterministic", action="store_true", default=None)
+    determinism = train.add_mutually_exclusive_group()
+    determinism.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action="store_true",
+        default=None,
+        help="torch's deterministic algorithms (default: on for CPU, off for CUDA)",
+    )
+    determinism.add_argument(
+        "--no-deterministic", dest="deterministic", action="store_false", help="allow non-deterministic kernels"
+    )
     train.add_argument("--threads", type=int, help="torch CPU threads")
     train.add_argument("-o", "--output-dir", dest="output_dir", help="run folder (default runs/<model>)")
     train.add_argument("--resume", action="store_true", default=None, help="continue from <output-dir>/last")
+    train.add_argument(
+        "--cache-epochs",
+        dest="cache_epochs",
+        type=int,
+        metavar="N",
+        help="compute N augmented copies of the training split once (the family's preprocessing included) and "
+        "cycle over them: epoch e trains on copy (e-1) %% N; reused by later runs with the same data and settings",
+    )
+    train.add_argument(
+        "--cache-dir",
+        dest="cache_dir",
+        help="folder of cached epochs (default $POINTSERVE_CACHE, else ~/.cache/pointserve/epochs)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate a checkpoint and print its metrics table")

@@ -32,18 +32,26 @@ class TrainConfig(BaseModel):
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    scheduler: Literal["step", "cosine", "none"] = "cosine"
+    scheduler: Literal["step", "cosine", "plateau", "none"] = "cosine"
     step_size_epochs: int = Field(20, gt=0)
     gamma: float = Field(0.5, gt=0, le=1)
+    plateau_patience: int = Field(20, ge=0, description="plateau: epochs without a better training accuracy")
+    plateau_factor: float = Field(0.2, gt=0, lt=1, description="plateau: the factor the rate is cut by")
     feature_transform_weight: float = Field(0.001, description="weight of the family's auxiliary loss, if any")
     seed: int = 0
     device: str = "auto"
     amp: bool | None = Field(None, description="mixed precision; default on for CUDA (fp16), off on CPU (bf16)")
-    deterministic: bool = False
+    deterministic: bool | None = Field(
+        None, description="torch's deterministic algorithms; default on for CPU (bit-identical reruns), off for CUDA"
+    )
     threads: int | None = Field(None, gt=0)
     output_dir: str = "runs/pointnet_cls"
     resume: bool = False
     eval_every_epochs: int = Field(1, gt=0)
+    cache_epochs: int | None = Field(
+        None, gt=0, description="train from N cached augmented copies of the training split, preprocessed once"
+    )
+    cache_dir: str | None = Field(None, description="where cached epochs live: $POINTSERVE_CACHE, else ~/.cache/...")
 
     @property
     def task(self) -> str:

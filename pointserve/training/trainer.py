@@ -1,4 +1,5 @@
-"""The training loop: AdamW/Adam, step or cosine schedule, autocast, per-epoch and best checkpoints, resume.
+"""The training loop: AdamW/Adam, step, cosine or plateau schedule, autocast, per-epoch and best checkpoints,
+resume, and (``cache_epochs``) training from cached augmented epochs (:mod:`pointserve.training.epoch_cache`).
 
 Output folder layout::
 
@@ -7,15 +8,26 @@ Output folder layout::
     <output_dir>/best/                checkpoint with the best test metric
     <output_dir>/epochs/epoch_NNN/    one checkpoint per epoch
     <output_dir>/metrics.json         the best checkpoint's full evaluation
+
+Reproducibility: a CPU run is reproducible bit for bit (same seed, torch build and thread count), and so is a run
+resumed after any epoch: every random stream is seeded from ``seed`` and saved with ``last/`` (torch's generator
+for dropout and initialisation, the numpy generator that draws batch orders and live augmentations, the
+scheduler, the AMP scaler), batches come in one order (no worker processes), and ``deterministic`` (default: on
+for CPU, off for CUDA) turns on torch's deterministic algorithms, without which an accumulating index_put (the
+backward of a neighbour gather) adds in thread order. On CUDA, ``deterministic: true`` also needs cuBLAS's fixed
+workspace, set here when the environment does not set it. tqdm and rich draw no random numbers.
+The torch settings a run changes (threads, deterministic algorithms, cuDNN flags) are restored when it returns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +37,14 @@ import yaml
 from rich.console import Console
 from tqdm import tqdm
 
-from pointserve.card import ModelCard
+from pointserve.card import WEIGHTS_FILE, ModelCard
 from pointserve.checkpoint import load_checkpoint, save_checkpoint
 from pointserve.data import load_dataset
 from pointserve.errors import CheckpointError, ConfigError
 from pointserve.models import get_spec
 from pointserve.training.config import TrainConfig
 from pointserve.training.evaluate import evaluate_model, headline
-from pointserve.training.loop import iterate_batches, model_forward
+from pointserve.training.loop import iterate_batches, model_forward, train_steps
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -50,8 +62,26 @@ def _main_metric(metrics: dict) -> float:
     return metrics.get("overall_acc", metrics.get("instance_miou", 0.0))
 
 
-def _save_training_state(directory: Path, optimizer, scheduler, epoch: int, best: float, rng) -> None:
-    """Optimizer tensors go to safetensors and everything else to JSON: resume without pickle."""
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _save_training_state(directory: Path, optimizer, scheduler, scaler, epoch: int, best: float, rng) -> None:
+    """Optimizer tensors go to safetensors and everything else to JSON: resume without pickle.
+
+    The JSON rides in the safetensors file's metadata too, so one atomic rename replaces the whole state
+    (``training_state.json`` is its readable copy, and what states written before that are read from). It is
+    written after ``model.safetensors``, whose sha256 it records: a run interrupted between the two is resumed
+    from weights that match the state (:func:`_resume_weights`), never from a mix of two epochs. Non-finite
+    floats (ReduceLROnPlateau's ``mode_worse`` is -inf) are written as JSON's ``-Infinity`` / ``NaN``
+    extensions, which :func:`json.loads` reads back.
+    """
     from safetensors.torch import save_file
 
     opt_state = optimizer.state_dict()
@@ -63,24 +93,45 @@ def _save_training_state(directory: Path, optimizer, scheduler, epoch: int, best
             else:
                 scalars[f"{index}.{key}"] = value
     tensors["torch_rng"] = torch.get_rng_state()
-    save_file(tensors, str(directory / STATE_TENSORS))
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["cuda_rng"] = torch.cuda.get_rng_state()
     state = {
         "epoch": epoch,
         "best_metric": best,
         "param_groups": opt_state["param_groups"],
         "optimizer_scalars": scalars,
         "scheduler": scheduler.state_dict() if scheduler else None,
+        "scaler": scaler.state_dict() if scaler else None,
         "numpy_rng": rng.bit_generator.state,
+        "weights_sha256": _sha256(directory / WEIGHTS_FILE),
     }
-    (directory / STATE_JSON).write_text(json.dumps(state, indent=1, default=float))
+    text = json.dumps(state, indent=1, default=float)
+    tmp = directory / (STATE_TENSORS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"state": text})
+    tmp.replace(directory / STATE_TENSORS)
+    _replace_text(directory / STATE_JSON, text)
 
 
-def _load_training_state(directory: Path, optimizer, scheduler, rng) -> tuple[int, float]:
+def _read_training_state(directory: Path) -> dict:
+    """The JSON half of the training state (epoch, best metric, optimizer groups, scheduler, generators)."""
+    from safetensors import safe_open
+
+    if not (directory / STATE_TENSORS).is_file():
+        raise CheckpointError(f"{directory}: nothing to resume from (no {STATE_TENSORS})")
+    with safe_open(str(directory / STATE_TENSORS), framework="pt") as handle:
+        text = (handle.metadata() or {}).get("state")
+    if text is None:  # written before the state moved into the metadata
+        if not (directory / STATE_JSON).is_file():
+            raise CheckpointError(f"{directory}: nothing to resume from (no {STATE_JSON})")
+        text = (directory / STATE_JSON).read_text()
+    return json.loads(text)
+
+
+def _load_training_state(directory: Path, state: dict, optimizer, scheduler, scaler, rng) -> None:
+    """Restore optimizer, scheduler, scaler and random generators. Called after the model is built and its
+    weights loaded: building a module draws from torch's generator, which must be restored last."""
     from safetensors.torch import load_file
 
-    if not (directory / STATE_JSON).is_file():
-        raise CheckpointError(f"{directory}: nothing to resume from (no {STATE_JSON})")
-    state = json.loads((directory / STATE_JSON).read_text())
     tensors = load_file(str(directory / STATE_TENSORS))
     slots: dict[int, dict] = {}
     for name, value in tensors.items():
@@ -93,9 +144,23 @@ def _load_training_state(directory: Path, optimizer, scheduler, rng) -> tuple[in
     optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
     if scheduler and state["scheduler"]:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(tensors["torch_rng"])
+    if "cuda_rng" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda_rng"])
     rng.bit_generator.state = state["numpy_rng"]
-    return int(state["epoch"]), float(state["best_metric"])
+
+
+def _resume_weights(out: Path, state: dict) -> Path:
+    """The checkpoint folder whose weights are the ones the training state was saved with: ``last/`` unless
+    the run stopped after writing the next epoch's weights but before its state (then ``epochs/epoch_NNN``)."""
+    expected = state.get("weights_sha256")
+    candidates = [out / "last", out / "epochs" / f"epoch_{int(state['epoch']):03d}"]
+    for folder in candidates:
+        if expected is None or ((folder / WEIGHTS_FILE).is_file() and _sha256(folder / WEIGHTS_FILE) == expected):
+            return folder
+    raise CheckpointError(f"{out}: no saved weights match the training state of epoch {state['epoch']}")
 
 
 class Trainer:
@@ -106,18 +171,40 @@ class Trainer:
         self.console = console or Console(soft_wrap=True)
         self.device = resolve_device(config.device)
         self.amp = config.amp if config.amp is not None else self.device.startswith("cuda")
+        self.deterministic = (
+            config.deterministic if config.deterministic is not None else not self.device.startswith("cuda")
+        )
         self.out = Path(config.output_dir)
 
-    def _setup_determinism(self) -> None:
+    @contextmanager
+    def _torch_settings(self):
+        """Seed every generator and apply the run's torch settings; restore the process's settings afterwards
+        (a run inside a larger process, such as the tests or the quickstart, must not leave them changed)."""
         cfg = self.config
+        saved = (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+        )
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if cfg.deterministic:
+        if self.deterministic:
+            if self.device.startswith("cuda"):  # cuBLAS is deterministic only with a fixed workspace
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved[0])
+            torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
 
     def _autocast(self):
         if not self.amp:
@@ -132,9 +219,32 @@ class Trainer:
             return None
         return SummaryWriter(log_dir=str(self.out / "tensorboard"))
 
-    def run(self) -> dict:
+    def _scheduler(self, optimizer):
         cfg = self.config
-        self._setup_determinism()
+        if cfg.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.scheduler == "step":
+            return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size_epochs, cfg.gamma)
+        if cfg.scheduler == "plateau":  # monitors training accuracy, as the pcn reference does
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+            )
+        return None
+
+    def _epoch_cache(self, train_set, card):
+        from pointserve.training.epoch_cache import EpochCache, default_cache_dir
+
+        cfg = self.config
+        cache_dir = cfg.cache_dir or default_cache_dir()
+        log = lambda message: self.console.print(message, markup=False, highlight=False)  # noqa: E731
+        return EpochCache(cache_dir, train_set, card, cfg.seed, cfg.cache_epochs, log=log).prepare()
+
+    def run(self) -> dict:
+        with self._torch_settings():
+            return self._run()
+
+    def _run(self) -> dict:
+        cfg = self.config
         options = {"root": cfg.data_root, "task": cfg.task, "num_points": cfg.num_points, "seed": cfg.seed}
         with self.console.status(f"loading {cfg.dataset} ({cfg.task})"):
             train_set = load_dataset(cfg.dataset, "train", samples_per_class=cfg.samples_per_class, **options)
@@ -157,51 +267,63 @@ class Trainer:
         model = spec.build(card).to(self.device)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = None
-        if cfg.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        elif cfg.scheduler == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size_epochs, cfg.gamma)
+        scheduler = self._scheduler(optimizer)
         scaler = torch.amp.GradScaler("cuda") if self.amp and self.device.startswith("cuda") else None
         rng = np.random.default_rng(cfg.seed)
         start_epoch, best = 0, -math.inf
         if cfg.resume:
-            model_state, _ = load_checkpoint(self.out / "last")
+            state = _read_training_state(self.out / "last")
+            model_state, _ = load_checkpoint(_resume_weights(self.out, state))
             model.load_state_dict(model_state.state_dict())
-            start_epoch, best = _load_training_state(self.out / "last", optimizer, scheduler, rng)
+            _load_training_state(self.out / "last", state, optimizer, scheduler, scaler, rng)
+            start_epoch, best = int(state["epoch"]), float(state["best_metric"])
             self.console.print(f"resuming after epoch {start_epoch} (best so far {best:.4f})")
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        cache = self._epoch_cache(train_set, card) if cfg.cache_epochs else None
         writer = self._tensorboard()
         self.console.print(
             f"training {cfg.model} on {cfg.dataset}: {len(train_set)} train / {len(test_set)} test clouds, "
             f"{cfg.num_points} points, {cfg.epochs} epochs, device {self.device}, amp {'on' if self.amp else 'off'}"
+            + (f", {cfg.cache_epochs} cached epochs" if cache else "")
         )
         best_metrics: dict = {}
         run_started = time.perf_counter()
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             started = time.perf_counter()
-            loss, acc = self._train_epoch(model, card, optimizer, scaler, train_set, rng, epoch)
-            if scheduler:
+            if cache is not None:
+                batches = cache.batches(epoch, cfg.batch_size, rng, device=self.device)
+            else:
+                batches = iterate_batches(train_set, card, cfg.batch_size, rng, train=True, device=self.device)
+            loss, acc = self._train_epoch(model, card, optimizer, scaler, batches, len(train_set), epoch)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(acc)
+            elif scheduler:
                 scheduler.step()
             metrics: dict = {}
             if epoch % cfg.eval_every_epochs == 0 or epoch == cfg.epochs:
                 metrics = evaluate_model(model, card, test_set, cfg.batch_size, self.device)
             summary = headline(metrics)
-            line = f"epoch {epoch}/{cfg.epochs}  loss {loss:.4f}  train acc {acc:.4f}  " + "  ".join(
+            line = f"epoch {epoch}/{cfg.epochs}  loss {loss:.4f}  train acc {acc:.4f}  lr {lr:.3g}  " + "  ".join(
                 f"test {k} {v:.4f}" for k, v in summary.items()
             )
             self.console.print(line + f"  ({time.perf_counter() - started:.0f}s)")
             if writer:
                 writer.add_scalar("train/loss", loss, epoch)
+                writer.add_scalar("train/acc", acc, epoch)
+                writer.add_scalar("train/lr", lr, epoch)
                 for key, value in summary.items():
                     writer.add_scalar(f"test/{key}", value, epoch)
             card = card.model_copy(update={"metrics": summary})
             save_checkpoint(model, card, self.out / "epochs" / f"epoch_{epoch:03d}")
             save_checkpoint(model, card, self.out / "last")
-            _save_training_state(self.out / "last", optimizer, scheduler, epoch, max(best, _main_metric(metrics)), rng)
-            if metrics and _main_metric(metrics) > best:
+            improved = bool(metrics) and _main_metric(metrics) > best
+            if improved:
                 best, best_metrics = _main_metric(metrics), metrics
+            # the state holds the best metric as the uninterrupted run holds it (-inf until an evaluation)
+            _save_training_state(self.out / "last", optimizer, scheduler, scaler, epoch, best, rng)
+            if improved:
                 save_checkpoint(model, card, self.out / "best")
                 (self.out / "metrics.json").write_text(json.dumps(best_metrics, indent=2))
         if writer:
@@ -211,12 +333,12 @@ class Trainer:
             best_metrics = json.loads((self.out / "metrics.json").read_text())
         return best_metrics
 
-    def _train_epoch(self, model, card, optimizer, scaler, dataset, rng, epoch: int) -> tuple[float, float]:
+    def _train_epoch(self, model, card, optimizer, scaler, batches, size: int, epoch: int) -> tuple[float, float]:
+        """One pass over ``batches``; returns (mean loss per cloud, training accuracy per prediction)."""
         cfg = self.config
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        batches = iterate_batches(dataset, card, cfg.batch_size, rng, train=True, device=self.device)
-        steps = len(dataset) // cfg.batch_size + (len(dataset) % cfg.batch_size > 1)
+        steps = train_steps(size, cfg.batch_size)
         for batch in tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch"):
             optimizer.zero_grad(set_to_none=True)
             with self._autocast():
@@ -235,4 +357,4 @@ class Trainer:
             total_loss += loss.item() * len(batch.labels)
             correct += int((logits.argmax(-1) == target).sum())
             seen += target.numel()
-        return total_loss / max(1, len(dataset)), correct / max(1, seen)
+        return total_loss / max(1, size), correct / max(1, seen)
