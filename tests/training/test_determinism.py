@@ -1,6 +1,6 @@
 """Bit-identical training on CPU: two runs with one seed, and a run resumed after an interruption, give the same
-weights as an uninterrupted run, for a repeat-collated family (pointnet_cls, with dropout) and a concat one with
-CPU-computed neighbourhoods (the test-only knn_edge_seg), with live and with cached augmented epochs."""
+weights as an uninterrupted run, for a repeat-collated family (pointnet_cls, with dropout) and concat ones with
+CPU-computed neighbourhoods (the test-only knn_edge_seg, and pcn), with live and with cached augmented epochs."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def _semantic_dataset():
 SETTINGS = {
     "pointnet_cls": dict(model="pointnet_cls", samples_per_class=3, test_samples_per_class=2, batch_size=8),
     "knn_edge_seg": dict(model="knn_edge_seg", dataset=SEMANTIC, batch_size=4),
+    # pcn: shrinking augmentation, four neighbourhood levels, index_add_ in the training form, dropout
+    "pcn_cls_small": dict(model="pcn_cls_small", samples_per_class=3, test_samples_per_class=2, batch_size=8),
 }
 COMMON = dict(num_points=64, threads=1, epochs=3, seed=7)
 CACHED = dict(cache_epochs=2, scheduler="plateau", plateau_patience=0, plateau_factor=0.5)
