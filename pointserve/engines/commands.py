@@ -91,6 +91,7 @@ def _build(args: argparse.Namespace) -> int:
         )
     else:
         from pointserve.engines.tensorrt.plan import profile_from_flags
+        from pointserve.models.registry import get_spec
 
         card = model_version.card
         profile = profile_from_flags(
@@ -104,6 +105,7 @@ def _build(args: argparse.Namespace) -> int:
             min_points=args.min_points,
             opt_points=args.opt_points,
             max_points=args.max_points,
+            concat=get_spec(card.architecture).collate == "concat",
         )
         steps = build_tensorrt_plans(
             model_version,

@@ -462,3 +462,20 @@ def test_create_runner_gives_a_plan_runner_within_the_cards_limits_and_the_profi
     assert runner.limits.value_bounds == {"category": len(version.card.class_names)}
     with pytest.raises(ConfigError, match="does not run on tensorrt"):
         create_runner(version, "fp32", backend="tensorrt")
+
+
+def test_a_concat_family_profile_counts_the_batchs_points_and_sizes_its_coarser_levels():
+    """pcn-like inputs: points of the whole batch, a coarser level, and per-cloud pooling rows."""
+    from tiny_models import tiny_card
+
+    from pointserve.models import get_spec
+
+    card = tiny_card("pcn_cls_small")
+    inputs = get_spec("pcn_cls_small").inputs(card)
+    profile = profile_from_flags(256, inputs=inputs, max_batch=8, opt_batch=4, max_points=1024, concat=True)
+    assert profile.dims["num_points"] == (1, 4 * 256, 8 * 1024)
+    assert profile.dims["points_3"] == profile.dims["pool_size"] == profile.dims["num_points"]
+    assert profile.shapes()["down_1"][2] == (8 * 1024, card.preprocessing["down_sample_k"])
+    # without concat the coarser levels are unsized: the build says so instead of guessing
+    with pytest.raises(ConfigError, match="does not size"):
+        profile_from_flags(256, inputs=inputs, max_batch=8)

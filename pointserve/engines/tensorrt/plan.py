@@ -190,6 +190,7 @@ def profile_from_flags(
     max_points: int | None = None,
     inputs: Sequence[TensorSpec] | None = None,
     dims: Mapping[str, DimRange] | None = None,
+    concat: bool = False,
 ) -> ShapeProfile:
     """The profile of ``pointserve build``'s flags, unset ones filled with defaults: batch 1 / max / 64 (the
     batcher fills batches under load, which is where throughput matters), points 1 / training size /
@@ -198,6 +199,11 @@ def profile_from_flags(
     ``inputs``: the graph's input specs (default: ``points`` (B, N, ``channels``) and, with ``needs_category``,
     ``category`` (B,)); ``dims``: (min, opt, max) of any other symbolic dimension they have. Dimensions no
     input has are left out (the build record keeps per-input shapes only).
+
+    ``concat``: the family concatenates a batch's clouds (the ``concat`` collate policy), so ``num_points``
+    counts the points of the whole batch: its range is the per-cloud one times the batch range, and every other
+    symbolic dimension (coarser cloud levels, per-cloud pooling rows) is sized like it unless ``dims`` says
+    otherwise — none can exceed the batch's points.
     """
     from pointserve.engines.limits import default_max_points
 
@@ -211,7 +217,13 @@ def profile_from_flags(
         if channels < 3:
             raise ConfigError(f"points need at least 3 channels, got {channels}")
         inputs = point_cloud_inputs(channels, needs_category)
-    sizes = {BATCH_DIM: (min_batch, opt_batch, max_batch), POINTS_DIM: (min_points, opt_points, max_points)}
+    points = (min_points, opt_points, max_points)
+    if concat:
+        points = (min_points * min_batch, opt_points * opt_batch, max_points * max_batch)
+    sizes = {BATCH_DIM: (min_batch, opt_batch, max_batch), POINTS_DIM: points}
+    if concat:
+        for spec in inputs:
+            sizes.update({d: points for d in spec.shape if isinstance(d, str) and d not in sizes})
     sizes.update(dims or {})
     used = {d for spec in inputs for d in spec.shape if isinstance(d, str)}
     return ShapeProfile({d: r for d, r in sizes.items() if d in used}, tuple(inputs))
