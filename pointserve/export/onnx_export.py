@@ -200,7 +200,29 @@ def simplify_onnx(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise ExportError("onnxsim could not verify the simplified graph against the original")
+    _restore_interface_dims(model, simplified)
     return simplified, f"onnxsim {onnxsim.__version__}"
+
+
+def _restore_interface_dims(original: onnx.ModelProto, simplified: onnx.ModelProto) -> None:
+    """Put the exporter's symbolic dimension names back on the graph's inputs and outputs.
+
+    onnxsim re-runs shape inference and may rename an input's symbolic dimension it cannot tie to another
+    (measured: pcn's ``sample_l`` (points_l,) came back as ``unk__0``); the names are the graph's contract with
+    every runtime and TensorRT profile, so they are restored, never the sizes.
+    """
+    for kind in ("input", "output"):
+        before = {v.name: v for v in getattr(original.graph, kind)}
+        for value in getattr(simplified.graph, kind):
+            if value.name not in before:
+                continue
+            old_dims = before[value.name].type.tensor_type.shape.dim
+            new_dims = value.type.tensor_type.shape.dim
+            if len(old_dims) != len(new_dims):
+                continue
+            for old, new in zip(old_dims, new_dims, strict=True):
+                if old.HasField("dim_param") and not new.HasField("dim_value"):
+                    new.dim_param = old.dim_param
 
 
 def _check_specs(model: onnx.ModelProto, card: ModelCard) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -130,3 +130,25 @@ def test_opset_below_17_is_refused(cls_checkpoint, tmp_path):
 
     with pytest.raises(ExportError, match="opset 16 is too old"):
         export_onnx(cls_checkpoint, tmp_path / "m.onnx", opset=16)
+
+
+def test_the_simplifier_never_renames_the_graphs_interface_dimensions():
+    """onnxsim may hand an input's symbolic dimension back as ``unk__N`` (it did for pcn's sample_l inputs):
+    the exporter's names are restored on inputs and outputs, fixed sizes are left alone."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pointserve.export.onnx_export import _restore_interface_dims
+
+    def graph(dims_in, dims_out):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_in)
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims_out)
+        return helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+
+    original = graph(["points_1", 3], ["points_1", 3])
+    simplified = graph(["unk__0", 3], [None, 3])
+    _restore_interface_dims(original, simplified)
+    for value in (*simplified.graph.input, *simplified.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "points_1" and dims[1].dim_value == 3
+    onnx.checker.check_model(simplified)
