@@ -13,12 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from pointserve.bench.engine_bench import (
     BenchConfig,
     BenchResult,
     Session,
     make_inputs,
     measure,
+    measure_preprocessing,
     stability_warnings,
     warm_up,
 )
@@ -95,6 +98,7 @@ def run_interleaved(
     ordered = [results[key] for key in results]
     for result in ordered:
         result.warnings = stability_warnings(result)
+        result.preprocess_s = measure_preprocessing(result.target, result.num_points, config.seed)
     return ordered
 
 
@@ -121,6 +125,7 @@ COLUMNS = (
     "median latency (ms)",
     "p99 latency (ms)",
     "CoV (%)",
+    "preprocess (ms/cloud)",
     "accuracy",
     "agreement with fp32",
 )
@@ -147,6 +152,7 @@ def table_rows(results: Sequence[BenchResult]) -> list[list[str]]:
                 f"{latency.median_ms:.3f}" if latency else "-",
                 f"{p99:.3f}" if p99 is not None else "-",
                 f"{latency.cov_pct:.1f}" if latency else "-",
+                f"{1e3 * float(np.median(result.preprocess_s)):.3f}" if result.preprocess_s else "-",
                 accuracy,
                 agreement,
             ]

@@ -113,6 +113,7 @@ def test_compare_interleaves_and_prints_table_and_chart(bench_model_dir: Path, t
     for row in rows.values():
         assert float(row[header.index("throughput (qps)")]) > 0
         assert re.fullmatch(r"\d+\.\d\d% acc\*?", row[header.index("accuracy")])
+        assert float(row[header.index("preprocess (ms/cloud)")]) > 0  # the family's CPU work per cloud
     assert rows[("fp32", "1")][header.index("agreement with fp32")] == "100.00%"
     assert "round 2/2" in err
 
