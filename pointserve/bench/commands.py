@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_bench(subparsers)
     _register_doctor(subparsers)
     _register_loadgen(subparsers)
+    _register_bench_op(subparsers)
 
 
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -129,6 +130,38 @@ def _register_loadgen(subparsers: argparse._SubParsersAction) -> None:
 
     add_arguments(loadgen)
     loadgen.set_defaults(handler=run_loadgen)
+
+
+def _register_bench_op(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-op",
+        help="time one operator alone (pcn's continuous convolution): forward, backward, peak memory",
+        description=(
+            "Time an operator on its reference problem in every implementation and evaluation order (and the "
+            "exported form in ONNX Runtime), after checking that they all agree: forward and backward medians, "
+            "peak memory, FLOP and byte estimates, beside the figures the reference publishes."
+        ),
+    )
+    parser.add_argument("op", choices=["pcn-conv"], help="the operator: pcn-conv (pcn's continuous convolution)")
+    parser.add_argument("--batch", type=int, default=8, help="clouds (default 8)")
+    parser.add_argument("--points", type=int, default=4096, help="points per cloud, in and out (default 4096)")
+    parser.add_argument("--edges-per-point", type=int, default=9, help="mean edges per output point (default 9)")
+    parser.add_argument("--features", type=int, default=64, help="F_in = F_out (default 64)")
+    parser.add_argument("--terms", type=int, default=4, help="edge features T (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random problem (default 0)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    parser.add_argument("--iterations", type=int, default=100, help="timed calls, median reported (default 100)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: os.cpu_count())")
+    parser.add_argument(
+        "--implementations",
+        default="gather,segment,csr,onnxruntime",
+        help="comma list of gather, segment, csr, onnxruntime (default all)",
+    )
+    parser.add_argument(
+        "--orders", default="transform_first,features_first", help="comma list of the evaluation orders (default both)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write every figure, the problem and the machine as JSON")
+    parser.set_defaults(handler=run_bench_op)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -305,4 +338,10 @@ def run_loadgen(args: argparse.Namespace) -> int:
     return main_from_args(args)
 
 
-__all__ = ["register", "run_bench", "run_doctor", "run_loadgen"]
+def run_bench_op(args: argparse.Namespace) -> int:
+    from pointserve.bench.op_bench import run
+
+    return run(args)
+
+
+__all__ = ["register", "run_bench", "run_bench_op", "run_doctor", "run_loadgen"]
