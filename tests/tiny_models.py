@@ -8,6 +8,7 @@ conversion, batching and serving checks need; batch-norm statistics are randomis
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,18 @@ def tiny_dataset(task: str, samples: int = 6, seed: int = 0) -> PointCloudDatase
         part_names=list(PART_NAMES) if task != "classification" else [],
         category_parts=dict(CATEGORY_PARTS) if task == "part_segmentation" else {},
     )
+
+
+SEMANTIC = "tiny_semantic"
+
+
+def load_tiny_semantic(split: str, *, seed: int = 0, **_) -> PointCloudDataset:
+    """A dataset loader (register it under ``SEMANTIC``) of random clouds with per-point labels, since no built-in
+    dataset serves semantic segmentation: 9 train clouds (batches of 4 leave a last one, which training drops)."""
+    data = tiny_dataset(
+        "semantic_segmentation", samples=9 if split == "train" else 4, seed=2 * seed + (split != "train")
+    )
+    return dataclasses.replace(data, name=SEMANTIC, split=split)
 
 
 def tiny_card(architecture: str, *, dataset: str = "shapes") -> ModelCard:

@@ -450,7 +450,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
     console = Console()
     if not console.is_terminal:
-        console.width = 160  # a pipe or a file: the wide table unwrapped
+        console.width = 200  # a pipe or a file: the wide table unwrapped
     p, st = report["problem"], report["settings"]
     title = (
         f"pcn-conv: B={p['batch']} × {p['points']} points (N={p['n']}), E={p['edges']} (K={p['max_degree']}), "

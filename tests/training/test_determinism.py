@@ -4,36 +4,19 @@ CPU-computed neighbourhoods (the test-only knn_edge_seg, and pcn), with live and
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import tiny_dataset
+from tiny_models import SEMANTIC
 
 import pointserve.training.trainer as trainer_module
-from pointserve.data.registry import DATASETS
 from pointserve.training.config import TrainConfig
 from pointserve.training.trainer import STATE_JSON, Trainer
 
-SEMANTIC = "tiny_semantic"
-
-
-def load_tiny_semantic(split: str, *, seed: int = 0, **_):
-    """A few random clouds with per-point labels (no built-in dataset serves semantic segmentation)."""
-    data = tiny_dataset(
-        "semantic_segmentation", samples=9 if split == "train" else 4, seed=2 * seed + (split != "train")
-    )
-    return dataclasses.replace(data, name=SEMANTIC, split=split)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _semantic_dataset():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(DATASETS, SEMANTIC, load_tiny_semantic)
-        yield
+pytestmark = pytest.mark.usefixtures("tiny_semantic_dataset")
 
 
 # Each run: 3 epochs of a few batches (shapes: 36 clouds in batches of 8; semantic: 9 clouds in batches of 4, the

@@ -7,12 +7,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from tiny_models import tiny_dataset
+from tiny_models import SEMANTIC, load_tiny_semantic
 
 from pointserve.card import ModelCard
 from pointserve.cli import main
 from pointserve.data import load_dataset
-from pointserve.data.registry import DATASETS
 from pointserve.models import get_spec
 from pointserve.models import registry as model_registry
 from pointserve.models.collate import cloud_inputs
@@ -20,23 +19,8 @@ from pointserve.training import epoch_cache
 from pointserve.training.epoch_cache import CacheError, EpochCache, default_cache_dir, load_copy
 from pointserve.training.loop import make_batch, prepare_sample
 
-SEMANTIC = "tiny_semantic"
+pytestmark = pytest.mark.usefixtures("tiny_semantic_dataset")
 SEED = 5
-
-
-def load_tiny_semantic(split: str, *, seed: int = 0, **_):
-    """A few random clouds with per-point labels (no built-in dataset serves semantic segmentation)."""
-    data = tiny_dataset(
-        "semantic_segmentation", samples=10 if split == "train" else 4, seed=2 * seed + (split != "train")
-    )
-    return dataclasses.replace(data, name=SEMANTIC, split=split)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _semantic_dataset():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(DATASETS, SEMANTIC, load_tiny_semantic)
-        yield
 
 
 def drop_some_points(points, rng, seg=None):
