@@ -46,7 +46,6 @@ Shapes:
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import math
@@ -56,13 +55,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pointserve.bench.peak_memory import measure_calls, run_in_forked_child, timed
 from pointserve.errors import ConfigError
 
 # pointserve.models.pcn.conv's names, repeated so that the parent process never imports torch (the worker checks).
@@ -156,43 +155,6 @@ def bytes_moved(s: Sizes, implementation: str, order: str) -> float:
 
 
 # -- the worker: one process, one forked child per step --------------------------------------------------------
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _measure(call, warmup: int, iterations: int, settle=None) -> dict[str, Any]:
-    """``call()`` returns its own seconds: warm-up, then the timed calls and the peak RSS growth over them."""
-    for _ in range(warmup):
-        call()
-    if settle is not None:
-        settle()
-    gc.collect()
-    libc = ctypes.CDLL(None)
-    if hasattr(libc, "malloc_trim"):  # glibc: freed heap back to the OS, so that reuse of it counts as growth
-        libc.malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-        reset = True
-    except OSError:  # then VmHWM also covers the warm-up (the same calls): close, not exact
-        reset = False
-    baseline = _status_kb("VmRSS")
-    times = [call() for _ in range(iterations)]
-    peak_mb = max(_status_kb("VmHWM") - baseline, 0) / 1024
-    return {"times_ms": [1e3 * t for t in times], "peak_mb": peak_mb, "peak_reset": reset}
-
-
-def _timed(fn):
-    def call() -> float:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
-    return call
-
-
 def _tensors(arrays: dict[str, np.ndarray]):
     import torch
 
@@ -279,15 +241,15 @@ def _case(plan: dict, arrays: dict, case: dict, directory: Path) -> dict[str, An
     if impl == "onnxruntime":
         path, feeds = directory / f"gather_{order}.onnx", {name: arrays[name] for name in INPUT_NAMES}
         session = _session(path, threads)
-        forward = _measure(_timed(lambda: session.run(None, feeds)), warmup, iterations)
+        forward = measure_calls(timed(lambda: session.run(None, feeds)), warmup, iterations)
         del session
         lean = _session(path, threads, arena=False)  # memory only: an arena would hide the warm-up's allocations
-        memory = _measure(_timed(lambda: lean.run(None, feeds)), 1, min(iterations, 3))
+        memory = measure_calls(timed(lambda: lean.run(None, feeds)), 1, min(iterations, 3))
         return {"forward": forward | {"peak_mb": memory["peak_mb"], "peak_reset": memory["peak_reset"]}}
     x, nb, kernel = _tensors(arrays)
     prepare_ms = _prepare_ms(arrays, impl, order)
     with torch.no_grad():
-        forward = _measure(_timed(lambda: continuous_conv(x, nb, kernel, order, impl)), warmup, iterations)
+        forward = measure_calls(timed(lambda: continuous_conv(x, nb, kernel, order, impl)), warmup, iterations)
     x_grad, k_grad = x.clone().requires_grad_(), kernel.clone().requires_grad_()
     grad = torch.from_numpy(arrays["grad_output"])
 
@@ -301,7 +263,7 @@ def _case(plan: dict, arrays: dict, case: dict, directory: Path) -> dict[str, An
         out.backward(grad)
         return time.perf_counter() - start
 
-    backward_times = _measure(backward, warmup, iterations, settle=clear)
+    backward_times = measure_calls(backward, warmup, iterations, settle=clear)
     return {"forward": forward, "backward": backward_times, "prepare_ms": prepare_ms}
 
 
@@ -317,24 +279,6 @@ def _prepare_ms(arrays: dict, impl: str, order: str, repeats: int = 5) -> float:
         nb.sparse(order) if impl == "csr" else nb.edges()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
-
-
-def _in_child(step, path: Path) -> int:
-    """Run ``step()`` in a forked child that writes its JSON to ``path``; the child's exit status."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns to the caller
-        code = 0
-        try:
-            path.write_text(json.dumps(step()))
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def _worker(directory: Path) -> int:
@@ -358,7 +302,7 @@ def _worker(directory: Path) -> int:
     start = time.perf_counter()
     for i, (name, label, step) in enumerate(steps):
         print(f"[bench-op] {time.perf_counter() - start:6.1f} s: {i}/{len(steps) - 1} {label}", file=sys.stderr)
-        code = _in_child(step, directory / f"{name}.json")
+        code = run_in_forked_child(step, directory / f"{name}.json")
         if code != 0:
             print(f"[bench-op] {label} failed (exit status {code})", file=sys.stderr)
             return 1
