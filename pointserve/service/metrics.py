@@ -57,7 +57,7 @@ class ServiceMetrics:
         self.batches = Counter("pointserve_batches", "executed batches by outcome", ["model", "outcome"], registry=r)
         self.dropped = Counter(
             "pointserve_requests_dropped",
-            "clouds dropped before an answer (cancelled, timeout)",
+            "clouds dropped before an answer (cancelled, timeout, client_disconnected)",
             ["model", "reason"],
             registry=r,
         )

@@ -15,10 +15,12 @@ import re
 import time
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pointserve.errors import PayloadTooLargeError
 from pointserve.service.logs import request_id_var
+from pointserve.service.routes.common import CLIENT_CLOSED_REQUEST
 from pointserve.service.state import ServiceState
 
 access_log = logging.getLogger("pointserve.access")
@@ -105,6 +107,15 @@ class ServiceMiddleware:
                 if not open_path:
                     state.in_flight -= 1
                     state.metrics.in_flight.dec()
+        except ClientDisconnect:
+            # The client went away while its body was being read: its fault, not the server's. Logged at info
+            # with the reason, counted as a client_disconnected drop and recorded as 499 (nobody reads an answer).
+            model = (scope.get("path_params") or {}).get("model", "")
+            log.info("client disconnected during the upload", extra={"reason": "client_disconnected"})
+            if model in state.models:
+                state.metrics.dropped.labels(model=model, reason="client_disconnected").inc()
+            if status == 0:
+                status = CLIENT_CLOSED_REQUEST
         except Exception:  # noqa: BLE001 - the last line of defence: a JSON 500, the traceback in the log
             log.exception("unhandled error")
             if status == 0:

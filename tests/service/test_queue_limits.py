@@ -78,3 +78,42 @@ def test_a_full_queue_answers_503_with_retry_after_and_late_requests_504(reposit
             assert answer.headers["retry-after"] == "3" and "overloaded" in answer.json()["error"]
         if answer.status_code == 504:
             assert "request_timeout_s=0.005" in answer.json()["error"]
+
+
+def test_a_client_that_aborts_its_upload_is_the_clients_fault(repository, caplog):
+    """Headers promise a body, half of it arrives, the socket closes: no 500 in the metrics or the log, a 499
+    (nginx's "client closed request") and a client_disconnected drop; the next request is served."""
+    settings = session_settings(repository)
+    points = np.random.default_rng(1).standard_normal((2000, 3)).astype(np.float32).tobytes()
+    with running_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        host, port = url.removeprefix("http://").split(":")
+        with caplog.at_level("INFO", logger="pointserve.service"):
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(
+                    f"POST /v1/models/{CLASSIFIER}/predict HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {len(points)}\r\n\r\n".encode()
+                    + points[: len(points) // 2]
+                )
+                time.sleep(0.3)  # the server is reading the body
+            deadline = time.monotonic() + 10
+            while metric(client, 'pointserve_requests_total{model="' + CLASSIFIER) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        requests = client.get("/metrics").text
+        assert 'status="500"' not in requests
+        assert (
+            metric(
+                client,
+                f'pointserve_requests_total{{model="{CLASSIFIER}",route="/v1/models/{{model}}/predict",status="499"}}',
+            )
+            == 1
+        )
+        assert (
+            metric(client, 'pointserve_requests_dropped_total{model="' + CLASSIFIER + '",reason="client_disconnected"}')
+            == 1
+        )
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+        assert any("disconnected" in r.getMessage() for r in caplog.records if r.levelname == "INFO")
+        answer = client.post(
+            f"/v1/models/{CLASSIFIER}/predict", content=points, headers={"content-type": "application/octet-stream"}
+        )
+        assert answer.status_code == 200
