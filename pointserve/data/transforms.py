@@ -13,13 +13,18 @@ from pointserve.errors import InputError
 
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
-    """Centre xyz on their centroid and scale them into the unit sphere."""
+    """Centre xyz on their centroid and scale them into the unit sphere (float32 out).
+
+    Computed in float64: in float32 the squared distances of coordinates past ~1e19 overflow to inf and every
+    point collapsed onto the origin (a two-point cloud at 1e20 answered like a one-point cloud).
+    """
     out = np.array(points, dtype=np.float32, copy=True)
-    xyz = out[:, :3]
+    xyz = out[:, :3].astype(np.float64)
     xyz -= xyz.mean(axis=0, keepdims=True)
     radius = float(np.sqrt((xyz**2).sum(axis=1)).max()) if len(xyz) else 0.0
     if radius > 0:
         xyz /= radius
+    out[:, :3] = xyz
     return out
 
 

@@ -98,9 +98,15 @@ def points_from_json(value: Any, where: str = "points") -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
         raise InputError(f"{where} must be a list of points that all have the same number of coordinates") from None
-    if array.dtype.kind not in "fiu":
-        raise InputError(f"{where} must contain only numbers (found {array.dtype.kind!r}-kind values)")
+    if array.dtype.kind not in "fiu" or _has_bool(value):
+        kind = "'b'" if array.dtype.kind in "fiub" else repr(array.dtype.kind)
+        raise InputError(f"{where} must contain only numbers (found {kind}-kind values)")
     return array
+
+
+def _has_bool(points: list) -> bool:
+    """numpy silently turns ``true`` into 1 when it sits next to numbers; a boolean is never a coordinate."""
+    return any(type(c) is bool for p in points if isinstance(p, list) for c in p)
 
 
 def _decode_json(body: bytes, max_instances: int, options: PredictOptions) -> DecodedPredict:

@@ -59,6 +59,31 @@ CASES = [
     ("four-coordinates-binary", "POST", CLS, {"content": binary(np.ones((10, 4))), "headers": BINARY}, 400, ""),
     ("string-coordinates", "POST", CLS, {"json": {"points": [["1", "2", "3"]] * 10}}, 400, "only numbers"),
     ("bool-coordinates", "POST", CLS, {"json": {"points": [[True, False, True]] * 10}}, 400, "only numbers"),
+    ("bool-among-numbers", "POST", CLS, {"json": {"points": [[True, 0.5, 2]] * 10}}, 400, "only numbers"),
+    (
+        "shape-below-float32-resolution-json",
+        "POST",
+        CLS,
+        {"json": {"points": (GOOD.astype(np.float64) * 1e-3 + 1e6).tolist()}},
+        400,
+        "nearby origin",
+    ),
+    (
+        "shape-below-float32-resolution-binary",
+        "POST",
+        CLS,
+        {"content": binary(GOOD * 0.1 + 1e6), "headers": BINARY},  # float32 steps of 1/16 at 1e6
+        400,
+        "nearby origin",
+    ),
+    (
+        "top-k-past-64-bits-query",
+        "POST",
+        CLS + "?top_k=99999999999999999999",
+        {"content": binary(GOOD), "headers": BINARY},
+        400,
+        "top_k must be at most",
+    ),
     ("deep-nesting", "POST", CLS, {"json": {"points": [[[[1.0, 2.0, 3.0]]]] * 10}}, 400, "shape (10, 1, 1, 3)"),
     ("nan-binary", "POST", CLS, {"content": binary(with_value(np.nan)), "headers": BINARY}, 400, "NaN or infinite"),
     ("inf-binary", "POST", CLS, {"content": binary(with_value(np.inf)), "headers": BINARY}, 400, "point 5"),
@@ -305,3 +330,14 @@ def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(server):
     answer, sent = _raw_exchange(server, head, [chunk] * total_chunks, pause_s=0.05)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 2 * MAX_BODY_BYTES
+
+
+def test_far_from_the_origin_but_resolvable_clouds_are_normalised_not_collapsed(client):
+    """Coordinates near 1e20 used to overflow float32's squares in the normalisation and answer like a one-point
+    cloud; computed in float64 the two-point cloud keeps its shape (and its own answer)."""
+    far = client.post(CLS, json={"points": [[1e20, 0, 0], [1, 1, 1]] * 5})
+    line = client.post(CLS, json={"points": [[1, 0, 0], [-1, 0, 0]] * 5})
+    single = client.post(CLS, json={"points": [[0, 0, 0]] * 10})
+    assert far.status_code == line.status_code == single.status_code == 200
+    assert far.json()["top_k"] == line.json()["top_k"]  # the same normalised cloud: two points on the x axis
+    assert far.json()["top_k"] != single.json()["top_k"]

@@ -27,6 +27,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+MAX_TOP_K = 2**31 - 1  # more than any model's classes; answers rank min(top_k, classes)
+
+
 def check_top_k(top_k: Any) -> int | None:
     if top_k is None:
         return None
@@ -37,6 +40,9 @@ def check_top_k(top_k: Any) -> int | None:
             raise InputError(f"top_k must be a positive integer, got {str(top_k)[:32]!r}") from None
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k}")
+    if top_k > MAX_TOP_K:
+        # The same bound whatever the encoding: JSON cannot carry integers past 64 bits, a query string can.
+        raise InputError(f"top_k must be at most {MAX_TOP_K}, got {str(top_k)[:32]}")
     return int(top_k)
 
 

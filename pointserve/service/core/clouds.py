@@ -63,6 +63,8 @@ def check_points(points: np.ndarray, *, channels: int, min_points: int, max_poin
         raise InputError("the point cloud is empty (0 points)")
     if got_channels != channels:
         raise InputError(f"each point must have {channels} coordinates, got {got_channels}")
+    if points.dtype.kind == "f" and np.isfinite(points).all():
+        _check_dynamic_range(points)  # before the float32 cast, which would merge such points into one
     if points.dtype != np.float32:
         with np.errstate(over="ignore", invalid="ignore"):
             points = points.astype(np.float32)  # float64 beyond float32's range becomes inf, refused below
@@ -75,6 +77,23 @@ def check_points(points: np.ndarray, *, channels: int, min_points: int, max_poin
     if num_points > max_points:
         raise PayloadTooLargeError(f"the cloud has {num_points} points, more than the limit of {max_points}")
     return points
+
+
+# float32 keeps 24 bits: a cloud spanning less than 2^-20 of its distance from the origin keeps at most 4 bits of
+# its own shape, and its points merge when they are sent or normalised.
+_MIN_RELATIVE_EXTENT = 2.0**-20
+
+
+def _check_dynamic_range(points: np.ndarray) -> None:
+    """Refuse a cloud whose shape float32 cannot hold: tiny compared with its offset from the origin."""
+    xyz = points[:, :3].astype(np.float64)
+    magnitude = float(np.abs(xyz).max())
+    extent = float(np.abs(xyz - xyz.mean(axis=0)).max())
+    if 0 < extent < magnitude * _MIN_RELATIVE_EXTENT:
+        raise InputError(
+            f"the cloud spans {extent:.3g} but lies {magnitude:.3g} from the origin: float32 keeps about 7 digits, "
+            "so its points would merge; send coordinates relative to a nearby origin (e.g. subtract the centroid)"
+        )
 
 
 def prepare_cloud(
