@@ -11,15 +11,20 @@ import numpy as np
 
 from pointserve.errors import InputError
 
+# Past this, float32's squared distances overflow (float32 max 3.4e38); such clouds are normalised in float64.
+_FLOAT32_SAFE_COORDINATE = 1e18
+
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
     """Centre xyz on their centroid and scale them into the unit sphere (float32 out).
 
-    Computed in float64: in float32 the squared distances of coordinates past ~1e19 overflow to inf and every
-    point collapsed onto the origin (a two-point cloud at 1e20 answered like a one-point cloud).
+    Float32 throughout (what every model was trained on), except for coordinates past 1e18: there the squared
+    distances overflowed to inf and every point collapsed onto the origin (a two-point cloud at 1e20 answered
+    like a one-point cloud), so those clouds are computed in float64.
     """
     out = np.array(points, dtype=np.float32, copy=True)
-    xyz = out[:, :3].astype(np.float64)
+    wide = len(out) and float(np.abs(out[:, :3]).max()) > _FLOAT32_SAFE_COORDINATE
+    xyz = out[:, :3].astype(np.float64) if wide else out[:, :3]
     xyz -= xyz.mean(axis=0, keepdims=True)
     radius = float(np.sqrt((xyz**2).sum(axis=1)).max()) if len(xyz) else 0.0
     if radius > 0:
