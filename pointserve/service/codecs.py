@@ -88,8 +88,12 @@ def apply_options(options: PredictOptions, values: dict[str, Any]) -> PredictOpt
     return options
 
 
-def points_from_json(value: Any, where: str = "points") -> np.ndarray:
-    """A JSON list of points to an (N, C) array; anything but a rectangular list of numbers is refused."""
+def points_from_json(value: Any, where: str = "points", *, may_hold_booleans: bool = True) -> np.ndarray:
+    """A JSON list of points to an (N, C) array; anything but a rectangular list of numbers is refused.
+
+    ``may_hold_booleans=False`` (the body has no ``true`` / ``false`` token) skips the per-value scan for
+    booleans, which costs about as much as the conversion itself (34 vs 46 ms for 100k points).
+    """
     if not isinstance(value, list):
         raise InputError(f"{where} must be a list of points [[x, y, z], ...], got {type(value).__name__}")
     if not value:
@@ -98,7 +102,7 @@ def points_from_json(value: Any, where: str = "points") -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
         raise InputError(f"{where} must be a list of points that all have the same number of coordinates") from None
-    if array.dtype.kind not in "fiu" or _has_bool(value):
+    if array.dtype.kind not in "fiu" or (may_hold_booleans and _has_bool(value)):
         kind = "'b'" if array.dtype.kind in "fiub" else repr(array.dtype.kind)
         raise InputError(f"{where} must contain only numbers (found {kind}-kind values)")
     return array
@@ -122,10 +126,13 @@ def _decode_json(body: bytes, max_instances: int, options: PredictOptions) -> De
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}")
     apply_options(options, obj)
+    booleans = b"true" in body or b"false" in body
     if ("points" in obj) == ("instances" in obj):
         raise InputError('the JSON body needs exactly one of "points" or "instances"')
     if "points" in obj:
-        return DecodedPredict([PredictInput(points_from_json(obj["points"]))], False, options)
+        return DecodedPredict(
+            [PredictInput(points_from_json(obj["points"], may_hold_booleans=booleans))], False, options
+        )
     instances = obj["instances"]
     if not isinstance(instances, list) or not instances:
         raise InputError('"instances" must be a non-empty list of {"points": ..., "category": ...} objects')
@@ -139,7 +146,10 @@ def _decode_json(body: bytes, max_instances: int, options: PredictOptions) -> De
         if extra:
             raise InputError(f"instances[{i}] has unknown field(s) {', '.join(sorted(extra))[:200]}")
         inputs.append(
-            PredictInput(points_from_json(instance["points"], f"instances[{i}].points"), instance.get("category"))
+            PredictInput(
+                points_from_json(instance["points"], f"instances[{i}].points", may_hold_booleans=booleans),
+                instance.get("category"),
+            )
         )
     return DecodedPredict(inputs, True, options)
 
