@@ -95,10 +95,14 @@ def run_interleaved(
     finally:
         for session in sessions:
             session.close()
-    ordered = [results[key] for key in results]
-    for result in ordered:
+    # Preprocessing depends on the target's family and points, not on the batch: measured once per target.
+    preprocess = {
+        i: measure_preprocessing(t, results[(i, batches[0])].num_points, config.seed) for i, t in enumerate(targets)
+    }
+    for (i, _), result in results.items():
         result.warnings = stability_warnings(result)
-        result.preprocess_s = measure_preprocessing(result.target, result.num_points, config.seed)
+        result.preprocess_s = preprocess[i]
+    ordered = [results[key] for key in results]
     return ordered
 
 
