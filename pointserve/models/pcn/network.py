@@ -157,6 +157,13 @@ class PcnEncoder(nn.Module):
         return features, coords, self.to_global(features[-1])
 
 
+def _levels(neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2, sample_3, down_3, neighbors_3):
+    """The named level inputs (the graph's signature, which the exporter needs spelled out) -> the encoder's
+    (in-place lists, samples, down-sampling lists)."""
+    neighbors = [neighbors_0, neighbors_1, neighbors_2, neighbors_3]
+    return neighbors, [sample_1, sample_2, sample_3], [down_1, down_2, down_3]
+
+
 def global_max(features: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     """Per-cloud max: ``pool`` (B, M) lists each cloud's coarsest points (short clouds repeat theirs)."""
     return gather_rows(features, pool).amax(dim=1)
@@ -194,8 +201,9 @@ class PcnClassifier(nn.Module):
         self, points, neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2,
         sample_3, down_3, neighbors_3, pool,
     ):  # fmt: skip
-        neighbors = [neighbors_0, neighbors_1, neighbors_2, neighbors_3]
-        _, _, top = self.encoder(points, neighbors, [sample_1, sample_2, sample_3], [down_1, down_2, down_3])
+        levels = _levels(neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2, sample_3, down_3,
+                         neighbors_3)  # fmt: skip
+        _, _, top = self.encoder(points, *levels)
         return self.head(global_max(top, pool))
 
 
@@ -250,15 +258,9 @@ class PcnSegmenter(nn.Module):
         self, points, neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2,
         sample_3, down_3, neighbors_3, pool, up_0, up_1, up_2, segment,
     ):  # fmt: skip
-        return self.segment(
-            points,
-            [neighbors_0, neighbors_1, neighbors_2, neighbors_3],
-            [sample_1, sample_2, sample_3],
-            [down_1, down_2, down_3],
-            [up_0, up_1, up_2],
-            pool,
-            segment,
-        )
+        levels = _levels(neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2, sample_3, down_3,
+                         neighbors_3)  # fmt: skip
+        return self.segment(points, *levels, [up_0, up_1, up_2], pool, segment)
 
 
 class PcnPartSegmenter(PcnSegmenter):
@@ -268,13 +270,6 @@ class PcnPartSegmenter(PcnSegmenter):
         self, points, neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2,
         sample_3, down_3, neighbors_3, pool, up_0, up_1, up_2, segment, category,
     ):  # fmt: skip
-        return self.segment(
-            points,
-            [neighbors_0, neighbors_1, neighbors_2, neighbors_3],
-            [sample_1, sample_2, sample_3],
-            [down_1, down_2, down_3],
-            [up_0, up_1, up_2],
-            pool,
-            segment,
-            category,
-        )
+        levels = _levels(neighbors_0, sample_1, down_1, neighbors_1, sample_2, down_2, neighbors_2, sample_3, down_3,
+                         neighbors_3)  # fmt: skip
+        return self.segment(points, *levels, [up_0, up_1, up_2], pool, segment, category)
