@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from pointserve.card import ModelCard
 from pointserve.errors import ModelNotFoundError, RepositoryError
-from pointserve.repository.files import (
+from pointserve.files import (
     TMP_MARK,
     atomic_copy,
     atomic_write_bytes,

@@ -33,7 +33,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from tqdm import tqdm
 
 from pointserve.card import ModelCard
 from pointserve.data.base import PointCloudDataset
+from pointserve.files import atomic_write, atomic_write_text
 from pointserve.models.collate import cloud_inputs
 from pointserve.models.registry import get_spec
 from pointserve.training.loop import Batch, batch_order, make_batch, prepare_sample
@@ -150,20 +150,6 @@ def build_copy(dataset: PointCloudDataset, card: ModelCard, seed: int, copy: int
     meta.update(scalars=scalars, seg=bool(segs))
     out["meta"] = np.asarray(json.dumps(meta))
     return out
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder and rename it: readers see the whole file or none."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -285,7 +271,7 @@ class EpochCache:
         key_text = json.dumps({**self.fields, "key": self.key}, indent=1, sort_keys=True, default=str) + "\n"
         key_path = self.directory / KEY_FILE
         if not key_path.is_file() or key_path.read_text() != key_text:
-            _atomic_write(key_path, lambda handle: handle.write(key_text.encode()))
+            atomic_write_text(key_path, key_text)
         size = len(self.dataset)
         missing = [c for c in range(self.copies) if not _looks_complete(self.path(c), self.key, c, size)]
         reused = self.copies - len(missing)
@@ -302,7 +288,7 @@ class EpochCache:
         with tqdm(total=total, desc=f"caching {len(copies)} epochs", unit="cloud", leave=False) as progress:
             for copy in copies:
                 arrays = build_copy(self.dataset, self.card, self.seed, copy, self.key, progress)
-                _atomic_write(self.path(copy), lambda handle, a=arrays: np.savez(handle, **a))
+                atomic_write(self.path(copy), lambda handle, a=arrays: np.savez(handle, **a))
 
     def load(self, copy: int) -> CachedCopy:
         """Copy ``copy``, read whole and checked; a damaged file is rebuilt (deterministically) and read again."""

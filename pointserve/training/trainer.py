@@ -21,7 +21,6 @@ The torch settings a run changes (threads, deterministic algorithms, cuDNN flags
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from pointserve.card import WEIGHTS_FILE, ModelCard
 from pointserve.checkpoint import load_checkpoint, save_checkpoint
 from pointserve.data import load_dataset
 from pointserve.errors import CheckpointError, ConfigError
+from pointserve.files import atomic_write_text, sha256_file
 from pointserve.models import get_spec
 from pointserve.training.config import TrainConfig
 from pointserve.training.evaluate import evaluate_model, headline
@@ -60,16 +60,6 @@ def resolve_device(name: str) -> str:
 
 def _main_metric(metrics: dict) -> float:
     return metrics.get("overall_acc", metrics.get("instance_miou", 0.0))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _save_training_state(directory: Path, optimizer, scheduler, scaler, epoch: int, best: float, rng) -> None:
@@ -103,13 +93,13 @@ def _save_training_state(directory: Path, optimizer, scheduler, scaler, epoch: i
         "scheduler": scheduler.state_dict() if scheduler else None,
         "scaler": scaler.state_dict() if scaler else None,
         "numpy_rng": rng.bit_generator.state,
-        "weights_sha256": _sha256(directory / WEIGHTS_FILE),
+        "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
     }
     text = json.dumps(state, indent=1, default=float)
     tmp = directory / (STATE_TENSORS + ".tmp")
     save_file(tensors, str(tmp), metadata={"state": text})
     tmp.replace(directory / STATE_TENSORS)
-    _replace_text(directory / STATE_JSON, text)
+    atomic_write_text(directory / STATE_JSON, text)
 
 
 def _read_training_state(directory: Path) -> dict:
@@ -158,7 +148,7 @@ def _resume_weights(out: Path, state: dict) -> Path:
     expected = state.get("weights_sha256")
     candidates = [out / "last", out / "epochs" / f"epoch_{int(state['epoch']):03d}"]
     for folder in candidates:
-        if expected is None or ((folder / WEIGHTS_FILE).is_file() and _sha256(folder / WEIGHTS_FILE) == expected):
+        if expected is None or ((folder / WEIGHTS_FILE).is_file() and sha256_file(folder / WEIGHTS_FILE) == expected):
             return folder
     raise CheckpointError(f"{out}: no saved weights match the training state of epoch {state['epoch']}")
 

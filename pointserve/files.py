@@ -1,4 +1,5 @@
-"""Atomic file writes and hashes: what every stage that writes into the repository uses.
+"""Atomic file writes and hashes: what every stage that writes files uses (the repository, training state, the
+epoch cache).
 
 A write goes to a hidden temporary file in the destination's folder, is fsynced, then renamed over the
 destination (``os.replace`` is atomic within one file system): readers see the old file or the whole new
@@ -12,7 +13,9 @@ import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from pointserve.errors import IntegrityError
 
@@ -36,14 +39,15 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(handle)`` on a temporary file and rename it to ``path``: readers see the old file or the
+    whole new one, never a part (for writers that stream, such as ``np.savez``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path_for(path)
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -52,6 +56,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     fsync_dir(path.parent)
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -109,6 +118,7 @@ def verify_file(path: Path, size_bytes: int, sha256: str) -> None:
 __all__ = [
     "TMP_MARK",
     "atomic_copy",
+    "atomic_write",
     "fsync_dir",
     "atomic_write_bytes",
     "atomic_write_text",
