@@ -6,6 +6,10 @@ answered in binary when the output asks for ``parameters.binary_data`` or the re
 ``parameters.binary_data_output`` (what ``tritonclient.http`` does by default), else as JSON ``data``.
 
 Shapes: tensors are row-major; JSON ``data`` is the flattened (or nested) list of their elements.
+
+What a tensor means (coordinates, category ids) is the route's to check, with the rules every /v1 encoding
+meets (:mod:`pointserve.service.core.clouds`); here only the encoding is checked, and the parameters' flags
+with the same rule as /v1's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import numpy as np
 import orjson
 
 from pointserve.errors import InputError
+from pointserve.service.core.answers import check_flag
+from pointserve.service.core.clouds import found_in, holds_booleans, not_numbers, refuse
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPES: dict[str, np.dtype] = {
@@ -46,7 +52,11 @@ class RequestedOutput:
 
 @dataclass
 class InferRequest:
-    """A decoded infer request: its tensors by name, and which outputs to send back, how."""
+    """A decoded infer request: its tensors by name, and which outputs to send back, how.
+
+    A numeric tensor whose JSON ``data`` holds booleans comes back as an object array of the values as sent
+    (numpy would have made each ``true`` a 1): the route refuses it with the rule for what the tensor means.
+    """
 
     id: str | None
     inputs: dict[str, np.ndarray]
@@ -61,10 +71,7 @@ def _object(value: Any, where: str) -> dict:
 
 
 def _bool_parameter(parameters: dict, key: str, where: str) -> bool | None:
-    value = parameters.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise InputError(f"{where}.parameters.{key} must be true or false")
-    return value
+    return check_flag(parameters.get(key), f"{where}.parameters.{key}")
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
@@ -75,17 +82,21 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _json_tensor(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
+def _json_tensor(
+    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, *, may_hold_booleans: bool
+) -> np.ndarray:
     if not isinstance(data, list):
         raise InputError(f"{where}.data must be a list of numbers")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise InputError(f"{where}.data must be a (flat or rectangular) list of numbers") from None
-    if array.size and array.dtype.kind not in "biuf":
-        raise InputError(f"{where}.data must hold numbers, found {array.dtype.kind!r}-kind values")
     if array.size != math.prod(shape):
         raise InputError(f"{where}.data has {array.size} elements but shape {list(shape)} needs {math.prod(shape)}")
+    if dtype.kind != "b" and (array.dtype.kind == "b" or (may_hold_booleans and holds_booleans(data))):
+        return np.asarray(data, dtype=object).reshape(shape)  # refused by the route, as what the tensor means
+    if array.size and array.dtype.kind not in "biuf":
+        raise refuse(f"{where}.data", not_numbers(found_in(array)))
     with np.errstate(over="ignore", invalid="ignore"):
         return array.astype(dtype).reshape(shape)
 
@@ -108,6 +119,7 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
     except orjson.JSONDecodeError as exc:
         raise InputError(f"malformed JSON in the inference request header: {exc}") from None
     request = _object(request, "the inference request")
+    booleans = body.find(b"true", 0, json_size) >= 0 or body.find(b"false", 0, json_size) >= 0
     binary = memoryview(body)[json_size:]
     parameters = _object(request.get("parameters") or {}, "parameters")
     request_id = request.get("id")
@@ -142,7 +154,7 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
             inputs[name] = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in raw:
-            inputs[name] = _json_tensor(raw["data"], dtype, shape, where)
+            inputs[name] = _json_tensor(raw["data"], dtype, shape, where, may_hold_booleans=booleans)
         else:
             raise InputError(f"{where} ({name}) has neither data nor parameters.binary_data_size")
     if offset != len(binary):

@@ -54,7 +54,14 @@ CASES = [
     ("no-content-type", "POST", CLS, {"content": binary(GOOD)}, 415, "no Content-Type"),
     ("flat-list", "POST", CLS, {"json": {"points": [1.0, 2.0, 3.0]}}, 400, "shape (3,)"),
     ("points-not-list", "POST", CLS, {"json": {"points": "1 2 3"}}, 400, "must be a list of points"),
-    ("ragged-points", "POST", CLS, {"json": {"points": [[1, 2, 3], [1, 2]] * 8}}, 400, "same number of coordinates"),
+    (
+        "ragged-points",
+        "POST",
+        CLS,
+        {"json": {"points": [[1, 2, 3], [1, 2]] * 8}},
+        400,
+        "points[1]: each point must have 3",
+    ),
     ("two-coordinates", "POST", CLS, {"json": {"points": [[1.0, 2.0]] * 10}}, 400, "3 coordinates, got 2"),
     ("four-coordinates-binary", "POST", CLS, {"content": binary(np.ones((10, 4))), "headers": BINARY}, 400, ""),
     ("string-coordinates", "POST", CLS, {"json": {"points": [["1", "2", "3"]] * 10}}, 400, "only numbers"),
@@ -85,8 +92,8 @@ CASES = [
         "top_k must be at most",
     ),
     ("deep-nesting", "POST", CLS, {"json": {"points": [[[[1.0, 2.0, 3.0]]]] * 10}}, 400, "shape (10, 1, 1, 3)"),
-    ("nan-binary", "POST", CLS, {"content": binary(with_value(np.nan)), "headers": BINARY}, 400, "NaN or infinite"),
-    ("inf-binary", "POST", CLS, {"content": binary(with_value(np.inf)), "headers": BINARY}, 400, "point 5"),
+    ("nan-binary", "POST", CLS, {"content": binary(with_value(np.nan)), "headers": BINARY}, 400, "NaN, infinite"),
+    ("inf-binary", "POST", CLS, {"content": binary(with_value(np.inf)), "headers": BINARY}, 400, "points[5][1]"),
     (
         "beyond-float32-json",
         "POST",
@@ -181,14 +188,14 @@ CASES = [
         "unknown field(s) colour",
     ),
     ("points-and-instances", "POST", CLS, {"json": {"points": [], "instances": []}}, 400, "exactly one of"),
-    ("empty-instances", "POST", CLS, {"json": {"instances": []}}, 400, "non-empty list"),
+    ("empty-instances", "POST", CLS, {"json": {"instances": []}}, 400, "1 to 256 clouds, got 0"),
     (
         "too-many-instances",
         "POST",
         CLS,
         {"json": {"instances": [{"points": [[0, 0, 0]] * 8}] * 257}},
         400,
-        "limit is 256",
+        "1 to 256 clouds, got 257",
     ),
     ("instance-not-object", "POST", CLS, {"json": {"instances": [[1, 2, 3]]}}, 400, "instances[0]"),
     ("upload-unknown-extension", "POST", CLS, {"files": {"file": ("mesh.obj", b"v 1 2 3\n")}}, 415, ".obj"),
@@ -250,6 +257,37 @@ CASES = [
         {"json": {"inputs": [{"name": "points", "datatype": "FP32", "shape": [10, 3], "data": [0.5] * 30}]}},
         400,
         "(B, N, 3)",
+    ),
+    (
+        "unknown-query-parameter",
+        "POST",
+        CLS + "?topk=3",
+        {"content": binary(GOOD), "headers": BINARY},
+        400,
+        "unknown query parameter(s) topk",
+    ),
+    (
+        "v2-true-among-numbers",  # numpy would read the true as 1.0
+        "POST",
+        f"/v2/models/{CLASSIFIER}/infer",
+        {"json": {"inputs": [{"name": "points", "datatype": "FP32", "shape": [1, 8, 3], "data": [True] + [0.5] * 23}]}},
+        400,
+        "input 'points'[0]: must contain only numbers, found booleans",
+    ),
+    (
+        "v2-boolean-category",
+        "POST",
+        f"/v2/models/{PART_SEGMENTER}/infer",
+        {
+            "json": {
+                "inputs": [
+                    {"name": "points", "datatype": "FP32", "shape": [1, 32, 3], "data": GOOD.ravel().tolist()},
+                    {"name": "category", "datatype": "BOOL", "shape": [1], "data": [True]},
+                ]
+            }
+        },
+        400,
+        "input 'category'[0] must be a name or an id, got true",
     ),
 ]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from pointserve.card import ModelCard
 from pointserve.errors import InputError
-from pointserve.service.core.clouds import Cloud, source_rows
+from pointserve.service.core.clouds import Cloud, option_value, shown, source_rows, whole_number
 
 DEFAULT_TOP_K = 5
 _SMALL_K = 64
@@ -28,22 +28,37 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 MAX_TOP_K = 2**31 - 1  # more than any model's classes; answers rank min(top_k, classes)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def check_top_k(top_k: Any) -> int | None:
+def check_top_k(top_k: Any, where: str = "top_k") -> int | None:
+    """``top_k``'s one rule, whatever carried it (JSON body, query string, form field): a whole number from 1 to
+    MAX_TOP_K. Query text reads as JSON (``?top_k=1e30`` is the body's ``1e30``), so the same value gets the
+    same answer, and integers past 64 bits (floats to orjson) meet the same bound as the query's."""
+    top_k = option_value(top_k)
     if top_k is None:
         return None
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-        try:
-            top_k = int(str(top_k))
-        except ValueError:
-            raise InputError(f"top_k must be a positive integer, got {str(top_k)[:32]!r}") from None
-    if top_k < 1:
-        raise InputError(f"top_k must be at least 1, got {top_k}")
-    if top_k > MAX_TOP_K:
-        # The same bound whatever the encoding: JSON cannot carry integers past 64 bits, a query string can.
-        raise InputError(f"top_k must be at most {MAX_TOP_K}, got {str(top_k)[:32]}")
-    return int(top_k)
+    number = whole_number(top_k)
+    if number is None:
+        raise InputError(f"{where} must be a positive integer, got {shown(top_k)}")
+    if number < 1:
+        raise InputError(f"{where} must be at least 1, got {shown(top_k)}")
+    if number > MAX_TOP_K:
+        raise InputError(f"{where} must be at most {MAX_TOP_K}, got {shown(top_k)}")
+    return number
+
+
+def check_flag(value: Any, where: str) -> bool | None:
+    """A yes/no option (``return_probabilities``, ``return_logits``, OIP's ``binary_data``...): true or false,
+    or the text a query string or form carries (1/0, yes/no, on/off)."""
+    value = option_value(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if whole_number(value) in (0, 1):
+        return bool(value)
+    raise InputError(f"{where} must be true or false, got {shown(value)}")
 
 
 def classification_answer(

@@ -20,6 +20,7 @@ from pointserve.errors import InputError, ModelNotFoundError
 from pointserve.models.spec import request_specs
 from pointserve.service.codecs_v2 import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from pointserve.service.core.answers import full_logits
+from pointserve.service.core.clouds import check_category, check_points, refuse, too_many_clouds
 from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
@@ -131,20 +132,25 @@ async def _infer(request: Request, served: ServedModel, max_instances: int) -> R
     points = infer.inputs.get(points_name)
     if points is None:
         raise InputError(f"missing input {points_name!r} (B, N, {served.channels}) FP32")
-    if points.ndim != 3 or points.dtype.kind != "f":
+    if points.ndim != 3:
         raise InputError(
-            f"{points_name} must be a (B, N, {served.channels}) float tensor, got {points.dtype} {list(points.shape)}"
+            f"{points_name} must be a (B, N, {served.channels}) tensor of clouds, got shape {list(points.shape)}"
         )
+    where = f"input {points_name!r}"
     if not 1 <= len(points) <= max_instances:
-        raise InputError(f"{points_name} holds {len(points)} clouds; between 1 and {max_instances} per request")
+        raise refuse(where, too_many_clouds(len(points), max_instances))
+    # The rules of every /v1 encoding, cloud by cloud (what the tensor's datatype carried is checked, not trusted).
+    limits = {"channels": served.channels, "min_points": served.min_points, "max_points": served.max_points}
+    checked = [check_points(cloud, **limits, where=f"{where}[{b}]") for b, cloud in enumerate(points)]
     categories: list = [None] * len(points)
     if category_name is not None and category_name in infer.inputs:
         category = infer.inputs[category_name]
-        if category.dtype.kind not in "iu" or category.size != len(points):
+        if category.size != len(points):
             raise InputError(f"{category_name} must be an integer tensor with one id per cloud ({len(points)})")
-        categories = [int(c) for c in category.reshape(-1)]
+        ids = category.reshape(-1).tolist()
+        categories = [check_category(c, f"input {category_name!r}[{b}]") for b, c in enumerate(ids)]
     try:
-        clouds, logits = await unless_disconnected(request, served.predict(list(zip(points, categories, strict=True))))
+        clouds, logits = await unless_disconnected(request, served.predict(list(zip(checked, categories, strict=True))))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     output_name = request_outputs[0].name

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pointserve.service.codecs import PredictOptions, decode_predict
+from pointserve.service.codecs import CloudLimits, PredictOptions, decode_predict
 from pointserve.service.core.answers import classification_answer, segmentation_answer
 from pointserve.service.core.clouds import Cloud
 from pointserve.service.deps import Authorized, ServedModelDep
@@ -54,7 +54,8 @@ async def predict(request: Request, served: ServedModelDep) -> Response:
     # The query options (documented in PREDICT_PARAMETERS) are read by decode_predict with the body's own:
     # declaring them as FastAPI parameters would validate them a second time on every request.
     settings = request.app.state.service.settings
-    decoded = await decode_predict(request, channels=served.channels, max_instances=settings.max_instances_per_request)
+    limits = CloudLimits(served.channels, served.min_points, served.max_points, settings.max_instances_per_request)
+    decoded = await decode_predict(request, limits=limits)
     options = decoded.options
     items = [(i.points, i.category if i.category is not None else options.category) for i in decoded.inputs]
     try:
