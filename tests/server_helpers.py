@@ -21,15 +21,19 @@ MIN_POINTS_CLASSIFIER = 8
 
 
 @contextmanager
-def running_server(app, *, timeout_s: float = 60.0) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread on a pre-bound loopback socket; yields the base URL."""
+def running_server(app, *, config: uvicorn.Config | None = None, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread on a pre-bound loopback socket; yields the base URL.
+
+    ``config``: uvicorn's config for ``app`` (e.g. the service's own, ``server.uvicorn_config``, with the
+    connection limits); by default a plain one."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", loop="asyncio", timeout_graceful_shutdown=5
-    )
+    if config is None:
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="on", loop="asyncio", timeout_graceful_shutdown=5
+        )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

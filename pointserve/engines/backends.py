@@ -30,6 +30,9 @@ class RunnerRequest:
     max_batch: int = 64
     max_points: int | None = None
     threads: int | None = None
+    # False: the runtime's threads sleep between runs instead of busy-waiting for the next one (ONNX Runtime's
+    # allow_spinning); a server whose event loop shares the cores with them wants the cores back.
+    spin_wait: bool = True
     providers: tuple[str, ...] = ()
     cuda_graph: bool = False
     engine_cache_dir: Any = None

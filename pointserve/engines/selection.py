@@ -76,6 +76,7 @@ def create_runner(
     max_batch: int = 64,
     max_points: int | None = None,
     threads: int | None = None,
+    spin_wait: bool = True,
     prefer: str | Sequence[str] | None = None,
     providers: Sequence[str] | None = None,
     cuda_graph: bool = False,
@@ -86,7 +87,8 @@ def create_runner(
     """A runner (not yet loaded: call ``load()`` or use ``with``) for ``variant`` of ``model_version``.
 
     Without ``variant`` :func:`select_variant` picks one. The variant file's size and sha256 are checked
-    against the manifest first (``verify``). ``threads`` sets the runtime's intra-op threads.
+    against the manifest first (``verify``). ``threads`` sets the runtime's intra-op threads; ``spin_wait=False``
+    lets them sleep between runs instead of busy-waiting (for a server that shares the cores with them).
     """
     if variant is None:
         choice = select_variant(model_version, prefer, backend=backend, environment=environment)
@@ -102,6 +104,7 @@ def create_runner(
         max_batch=max_batch,
         max_points=max_points,
         threads=threads,
+        spin_wait=spin_wait,
         providers=tuple(providers or ()),
         cuda_graph=cuda_graph,
         engine_cache_dir=engine_cache_dir,

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return serve(
+    code = serve(
         config=args.config,
         repository=args.repository,
         host=args.host,
@@ -36,6 +36,10 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         log_format=args.log_format,
     )
+    from pointserve.service.server import exit_now
+
+    exit_now(code)  # served and shut down: nothing is left for the interpreter's (slow) teardown to release
+    return code  # pragma: no cover - exit_now does not return
 
 
 def serve(

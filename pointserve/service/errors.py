@@ -57,8 +57,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def retry_after_headers(request: Request) -> dict[str, str]:
+    """``Retry-After`` for a 503: the model's drain time when the request names a served model, else the
+    configured ``retry_after_s``."""
     service = getattr(request.app.state, "service", None)
-    return {"Retry-After": str(service.settings.retry_after_s if service is not None else 1)}
+    if service is None:
+        return {"Retry-After": "1"}
+    served = service.models.get(request.path_params.get("model", ""))
+    if served is not None and served.admission is not None:
+        return {"Retry-After": str(served.admission.retry_after_s())}
+    return {"Retry-After": str(service.settings.retry_after_s)}
 
 
 async def _pointserve_error(request: Request, exc: PointServeError) -> Response:

@@ -57,12 +57,26 @@ class ServiceMetrics:
         self.batches = Counter("pointserve_batches", "executed batches by outcome", ["model", "outcome"], registry=r)
         self.dropped = Counter(
             "pointserve_requests_dropped",
-            "clouds dropped before an answer (cancelled, timeout, client_disconnected)",
+            "dropped before an answer: clouds (cancelled, timeout) and requests whose client went away "
+            "(client_disconnected) or was too slow (client_timeout)",
             ["model", "reason"],
             registry=r,
         )
         self.queue_depth = Gauge("pointserve_queue_depth", "clouds waiting in the batch queue", ["model"], registry=r)
+        self.admitted = Gauge(
+            "pointserve_admitted_requests", "requests admitted (uploading, queued or computing)", ["model"], registry=r
+        )
+        self.admission_limit = Gauge(
+            "pointserve_admission_limit", "requests a model admits before refusing with 503", ["model"], registry=r
+        )
         self.in_flight = Gauge("pointserve_requests_in_flight", "requests being handled", registry=r)
+        self.connections_open = Gauge("pointserve_connections_open", "client connections open", registry=r)
+        self.connections_cut = Counter(
+            "pointserve_connections_cut",
+            "connections the server closed to protect itself (header_timeout, max_connections)",
+            ["reason"],
+            registry=r,
+        )
         self.model_state = Enum(
             "pointserve_model_state", "serving state of each model", ["model"], states=MODEL_STATES, registry=r
         )
@@ -74,6 +88,10 @@ class ServiceMetrics:
     def watch_queue(self, model: str, depth: Callable[[], float]) -> None:
         """Read the queue depth at scrape time (no cost per request)."""
         self.queue_depth.labels(model=model).set_function(depth)
+
+    def watch_admission(self, model: str, admitted: Callable[[], float], limit: Callable[[], float]) -> None:
+        self.admitted.labels(model=model).set_function(admitted)
+        self.admission_limit.labels(model=model).set_function(limit)
 
     def set_state(self, model: str, state: str) -> None:
         self.model_state.labels(model=model).state(state)

@@ -40,26 +40,60 @@ class BatchingSettings(_Strict):
     """How one model's dynamic batcher gathers requests (see :mod:`pointserve.service.core.batcher`)."""
 
     max_batch_size: int = Field(32, ge=1, le=4096, description="clouds per batch; 1 disables batching")
-    max_queue_delay_ms: float = Field(2.0, ge=0, le=10_000, description="longest wait for a batch to fill")
+    preferred_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="clouds of the trained size per batch (None: measured at start; batches grow to the largest "
+        "size within 5% of the best clouds/s, the budget counts in the smallest; smaller clouds pack more)",
+    )
+    max_queue_delay_ms: float = Field(
+        0.0, ge=0, le=10_000, description="longest wait for a batch to fill while an instance is idle"
+    )
     max_points_per_batch: int = Field(
         65_536, ge=1, description="batch size x padded points per cloud; a larger single cloud is resampled"
     )
-    max_queue_size: int = Field(256, ge=1, description="waiting requests before new ones get 503")
-    request_timeout_s: float = Field(30.0, gt=0, description="queue + compute deadline; past it the answer is 504")
+    latency_budget_ms: float | None = Field(
+        None,
+        gt=0,
+        description="queue + compute time a request may be admitted into (None: 4 preferred batches, at least 100 ms)",
+    )
+    max_admitted: int | None = Field(
+        None, ge=1, description="requests admitted at once, before any body is read (None: derived from the budget)"
+    )
+    max_admission_wait_ms: float | None = Field(
+        None, ge=0, description="longest wait for a slot before a 503, body unread (None: 5 budgets, at least 500 ms)"
+    )
+    max_queue_size: int | None = Field(
+        None, ge=1, description="clouds waiting before new ones get 503 (None: 4 x the admission limit)"
+    )
+    request_timeout_s: float | None = Field(
+        None, gt=0, description="queue + compute deadline, 504 past it (None: 20 x the budget, at least 2 s)"
+    )
     instance_count: int = Field(1, ge=1, le=64, description="runner instances, each with its own worker thread")
     threads_per_instance: int | None = Field(None, ge=1, description="intra-op threads per runner (None: backend)")
+    spin_wait: bool = Field(
+        False,
+        description="let the runtime's threads busy-wait between batches (ONNX Runtime's allow_spinning): faster "
+        "alone, but on a CPU they take the cores the event loop needs",
+    )
 
 
 class BatchingOverride(_Strict):
     """Per-model batching: only the fields given replace the global ones."""
 
     max_batch_size: int | None = Field(None, ge=1, le=4096)
+    preferred_batch_size: int | None = Field(None, ge=1, le=4096)
     max_queue_delay_ms: float | None = Field(None, ge=0, le=10_000)
     max_points_per_batch: int | None = Field(None, ge=1)
+    latency_budget_ms: float | None = Field(None, gt=0)
+    max_admitted: int | None = Field(None, ge=1)
+    max_admission_wait_ms: float | None = Field(None, ge=0)
     max_queue_size: int | None = Field(None, ge=1)
     request_timeout_s: float | None = Field(None, gt=0)
     instance_count: int | None = Field(None, ge=1, le=64)
     threads_per_instance: int | None = Field(None, ge=1)
+    spin_wait: bool | None = None
 
 
 class ModelSettings(_Strict):
@@ -91,7 +125,39 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides by name")
     retry_after_s: int = Field(1, ge=0, description="Retry-After on 503 answers")
     drain_timeout_s: float = Field(30.0, ge=0, description="longest wait for accepted requests on SIGTERM")
-    drain_linger_s: float = Field(0.5, ge=0, le=60, description="after the drain, answer open connections this long")
+    drain_linger_s: float = Field(
+        0.5, ge=0, le=60, description="after the drain, wait this long for requests on just-opened connections"
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a connection that has not sent complete request headers this long after it opened (or after "
+        "the first bytes of its next request, when kept alive) is closed, with a 408 if part of a request came",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="longest wait for the next chunk of a declared request body; past it the answer is 408 "
+        "(Connection: close), counted as a client_timeout drop",
+    )
+    send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="longest a client may take none of its answer; past it the connection is cut (recorded 408)",
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, le=3600, description="an idle kept-alive connection is closed after this long"
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="open connections; one over the cap gets an immediate 503 with Retry-After and is closed "
+        "(lowered to fit the open files limit, RLIMIT_NOFILE)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = Field(True, description="one structured log line per request")

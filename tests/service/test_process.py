@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +55,59 @@ def start_server(repository: Path, tmp_path: Path, config: dict) -> tuple[subpro
     raise AssertionError("server did not become ready")
 
 
+def log_messages(path: Path) -> set[str]:
+    """The messages of a JSON-lines server log."""
+    messages = set()
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            messages.add(json.loads(line)["message"])
+    return messages
+
+
+def exit_clock(process: subprocess.Popen) -> list[float]:
+    """A list that gets the monotonic time at which ``process`` exits (a thread waits for it)."""
+    exited_at: list[float] = []
+
+    def wait() -> None:
+        process.wait()
+        exited_at.append(time.monotonic())
+
+    threading.Thread(target=wait, daemon=True).start()
+    return exited_at
+
+
+# The exit follows the last answer (or SIGTERM, idle) within tens of milliseconds; 1 s is the promise.
+EXIT_BOUND_S = 1.0
+
+
+def test_sigterm_when_idle_exits_0_at_once(repository, tmp_path):
+    process, url = start_server(repository, tmp_path, {"log_format": "json"})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:  # its kept-alive connection stays open, idle
+            assert (
+                client.post(
+                    f"/v1/models/{CLASSIFIER}/predict", content=np.zeros((40, 3), np.float32).tobytes(), headers=BINARY
+                ).status_code
+                == 200
+            )
+            time.sleep(0.7)  # idle for longer than drain_linger_s (0.5): nothing can be on its way on it
+            exited_at = exit_clock(process)
+            signalled_at = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    while not exited_at:
+        time.sleep(0.001)
+    exit_s = exited_at[0] - signalled_at
+    print(f"\nidle: exit 0 {exit_s:.3f} s after SIGTERM")
+    assert exit_s <= EXIT_BOUND_S
+    messages = log_messages(tmp_path / "server.log")
+    assert {"drained", "stopped"} <= messages  # the app shut down
+    assert any(m.startswith("Finished server process") for m in messages)  # and its last line was flushed
+
+
 def in_flight(url: str) -> float:
     for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
         if line.startswith("pointserve_requests_in_flight "):
@@ -71,8 +126,10 @@ async def _send_all(url: str, clouds: list[np.ndarray]) -> list[httpx.Response]:
 
 
 def test_sigterm_finishes_accepted_requests_refuses_new_ones_and_exits(repository, tmp_path):
-    # A long batching delay keeps the first requests waiting in the queue when SIGTERM arrives.
-    config = {"batching": {"max_batch_size": 64, "max_queue_delay_ms": 1500}, "log_format": "json"}
+    # A long batching delay keeps the first requests waiting in the queue when SIGTERM arrives (the batch aims
+    # for 64 clouds, so it waits the whole delay for them).
+    batching = {"max_batch_size": 64, "preferred_batch_size": 64, "max_queue_delay_ms": 1500}
+    config = {"batching": batching, "log_format": "json"}
     process, url = start_server(repository, tmp_path, config)
     try:
         rng = np.random.default_rng(0)
@@ -98,7 +155,9 @@ def test_sigterm_finishes_accepted_requests_refuses_new_ones_and_exits(repositor
         refused = httpx.post(f"{url}/v1/models/{CLASSIFIER}/predict", content=clouds[0].tobytes(), headers=BINARY)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert not pending.done()
+        exited_at = exit_clock(process)
         answers = loop.run_until_complete(pending)
+        answered_at = time.monotonic()
         loop.close()
         assert [a.status_code for a in answers] == [200] * len(clouds)
         for answer, logits in zip(answers, expected, strict=True):
@@ -107,17 +166,24 @@ def test_sigterm_finishes_accepted_requests_refuses_new_ones_and_exits(repositor
     finally:
         if process.poll() is None:
             process.kill()
-    log = (tmp_path / "server.log").read_text()
-    assert '"message": "draining' in log and '"message": "drained"' in log
+    while not exited_at:
+        time.sleep(0.001)
+    print(f"\n{len(clouds)} queued requests answered; exit {exited_at[0] - answered_at:.3f} s after the last answer")
+    assert exited_at[0] - answered_at <= EXIT_BOUND_S
+    messages = log_messages(tmp_path / "server.log")
+    assert "drained" in messages and any(m.startswith("draining") for m in messages)
 
 
-async def _closed_loop_client(url: str, cloud: np.ndarray, expected: list[float], outcomes: dict, stop_at: float):
+async def _closed_loop_client(
+    url: str, cloud: np.ndarray, expected: list[float], outcomes: dict, stop_at: float, answered_at: list[float]
+):
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         while time.monotonic() < stop_at:
             try:
                 response = await client.post(
                     f"/v1/models/{CLASSIFIER}/predict?return_logits=true", content=cloud.tobytes(), headers=BINARY
                 )
+                answered_at[0] = max(answered_at[0], time.monotonic())
             except httpx.ConnectError:
                 outcomes["refused_connection"] += 1
                 return  # the server has closed its socket: it is gone
@@ -142,24 +208,36 @@ def test_sigterm_under_load_cuts_no_request_off(repository, tmp_path):
             f"{url}/v1/models/{CLASSIFIER}/predict?return_logits=true", content=cloud.tobytes(), headers=BINARY
         ).json()["logits"]
         outcomes: Counter[str] = Counter()
+        answered_at = [0.0]
+        exited_at = exit_clock(process)
 
         async def main():
             stop_at = time.monotonic() + 40
             clients = [
-                asyncio.ensure_future(_closed_loop_client(url, cloud, expected, outcomes, stop_at)) for _ in range(16)
+                asyncio.ensure_future(_closed_loop_client(url, cloud, expected, outcomes, stop_at, answered_at))
+                for _ in range(16)
             ]
             while outcomes["ok"] < 50 and time.monotonic() < stop_at - 10:  # load is flowing
                 await asyncio.sleep(0.05)
             before = outcomes["ok"]
+            signalled_at = time.monotonic()
             process.send_signal(signal.SIGTERM)
             await asyncio.gather(*clients)
-            return before
+            return before, signalled_at
 
-        ok_before = asyncio.run(main())
+        ok_before, signalled_at = asyncio.run(main())
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
+    while not exited_at:
+        time.sleep(0.001)
+    print(
+        f"\nunder load (16 clients): {outcomes['ok'] - ok_before} answered 200 after SIGTERM, "
+        f"{outcomes['http_503']} refused 503; last answer {answered_at[0] - signalled_at:.3f} s after SIGTERM, "
+        f"exit {exited_at[0] - answered_at[0]:.3f} s after it"
+    )
+    assert exited_at[0] - answered_at[0] <= EXIT_BOUND_S
     assert ok_before > 0 and outcomes["ok"] >= ok_before
     assert outcomes["wrong_answer"] == 0
     assert not [k for k in outcomes if k.startswith("cut_off")], outcomes

@@ -13,7 +13,7 @@ from pointserve.service.settings import load_settings
 def test_defaults():
     settings = load_settings()
     assert settings.max_points == 1_000_000 and settings.api_key is None
-    assert settings.batching.max_batch_size == 32 and settings.batching.max_queue_delay_ms == 2.0
+    assert settings.batching.max_batch_size == 32 and settings.batching.max_queue_delay_ms == 0.0
 
 
 def test_file_then_environment_then_flags(tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ def _make_runner(request: RunnerRequest) -> OnnxRuntimeRunner:
         limits_for_card(version.card, max_batch=request.max_batch, max_points=request.max_points),
         providers=request.providers or (CPU,),
         intra_op_threads=request.threads,
+        spin_wait=request.spin_wait,
         precision=record.precision,
         engine_cache_dir=request.engine_cache_dir or (version.path / ".ort-trt-cache"),
         name=f"{version.name}/{version.version}/{request.variant}",

@@ -107,6 +107,7 @@ def session_from_onnx(
     providers: str | Sequence[str] = (CPU,),
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
+    spin_wait: bool = True,
     precision: str = "fp32",
     device_id: int = 0,
     engine_cache_dir: str | Path | None = None,
@@ -117,6 +118,8 @@ def session_from_onnx(
 
     ``intra_op_threads`` = threads inside one op (ONNX Runtime's default: one per physical core);
     ``inter_op_threads`` = threads across independent ops (only used by the parallel executor).
+    ``spin_wait=False``: the intra-op threads sleep between runs (``session.intra_op.allow_spinning=0``)
+    instead of busy-waiting for the next one, leaving the cores to the rest of the process.
     ``disabled_optimizers`` e.g. ``["WeightBiasQuantization"]`` for graphs from nvidia-modelopt.
     """
     ort = import_onnxruntime()
@@ -131,6 +134,9 @@ def session_from_onnx(
     if inter_op_threads is not None:
         options.inter_op_num_threads = int(inter_op_threads)
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if not spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     provider_list = [
         (
             name,
@@ -168,6 +174,7 @@ class OnnxRuntimeRunner(Runner):
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         *,
+        spin_wait: bool = True,
         precision: str = "fp32",
         device_id: int = 0,
         engine_cache_dir: str | Path | None = None,
@@ -180,6 +187,7 @@ class OnnxRuntimeRunner(Runner):
         self.providers = providers
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
+        self.spin_wait = spin_wait
         self.precision = precision
         self.device_id = device_id
         self.engine_cache_dir = engine_cache_dir
@@ -197,6 +205,7 @@ class OnnxRuntimeRunner(Runner):
             providers=self.providers,
             intra_op_threads=self.intra_op_threads,
             inter_op_threads=self.inter_op_threads,
+            spin_wait=self.spin_wait,
             precision=self.precision,
             device_id=self.device_id,
             engine_cache_dir=self.engine_cache_dir,

@@ -47,6 +47,21 @@ class BatchObserver(Protocol):
     def on_dropped(self, reason: str, count: int) -> None: ...
 
 
+@dataclass(frozen=True)
+class ObserverChain:
+    """Several observers fed the same events, in order."""
+
+    observers: tuple[BatchObserver, ...]
+
+    def on_batch(self, size: int, queue_wait_s: Sequence[float], compute_s: float, ok: bool) -> None:
+        for observer in self.observers:
+            observer.on_batch(size, queue_wait_s, compute_s, ok)
+
+    def on_dropped(self, reason: str, count: int) -> None:
+        for observer in self.observers:
+            observer.on_dropped(reason, count)
+
+
 @dataclass(slots=True)
 class _Queued:
     item: Any
@@ -143,7 +158,7 @@ class _BatchQueue:
 class DynamicBatcher(Generic[ItemT, ResultT]):
     """Batches items for ``handlers`` (one per runner instance, each run in its own worker thread).
 
-    >>> batcher = DynamicBatcher([runner_batch_fn], max_batch_size=32, max_queue_delay_ms=2)
+    >>> batcher = DynamicBatcher([runner_batch_fn], max_batch_size=32, max_queue_delay_ms=0)
     >>> await batcher.start(); result = await batcher.submit(item, cost=len(item.points))
     """
 
@@ -152,7 +167,7 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         handlers: Sequence[Callable[[list[ItemT]], list[ResultT]]],
         *,
         max_batch_size: int = 32,
-        max_queue_delay_ms: float = 2.0,
+        max_queue_delay_ms: float = 0.0,
         max_points_per_batch: int | None = None,
         max_queue_size: int = 256,
         request_timeout_s: float = 30.0,
