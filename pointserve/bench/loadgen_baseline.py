@@ -21,6 +21,7 @@ class RawBaseline:
         num_points: int,
         max_batch: int,
         threads: int | None = None,
+        spin_wait: bool = True,
     ):
         from pointserve.data.transforms import normalize
         from pointserve.engines import create_runner
@@ -31,7 +32,9 @@ class RawBaseline:
         card = model_version.card
         self.spec = get_spec(card.architecture)
         self.card = card
-        self.runner = create_runner(model_version, variant, max_batch=max_batch, threads=threads).load()
+        self.runner = create_runner(
+            model_version, variant, max_batch=max_batch, threads=threads, spin_wait=spin_wait
+        ).load()
         self.clouds = [
             normalize(c, card.normalization) for c in make_clouds(max_batch, num_points, card.in_channels, seed=1)
         ]
