@@ -87,7 +87,7 @@ class PointServeClient:
     def predict_file(
         self, model: str, files: str | os.PathLike | bytes | Sequence[str | os.PathLike], **options: Any
     ) -> Result | list[Result]:
-        """Upload .ply / .pcd / .xyz / .txt / .npy file(s); bytes need ``filename=``."""
+        """Upload .ply / .pcd / .xyz / .txt / .npy / .las / .laz file(s); bytes need ``filename=``."""
         return parse_predict(self._send(predict_file_request(model, files, **options)))
 
     # -- Open Inference Protocol v2 ----------------------------------------------------------------------------

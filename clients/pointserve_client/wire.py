@@ -4,7 +4,7 @@ Encodings of ``/v1/models/{model}/predict``:
     "binary": application/octet-stream, little-endian float32, N x C, row after row (the fastest)
     "json":   {"points": [[x, y, z], ...]} (or {"instances": [...]} for several clouds)
     "npy":    application/x-npy, one (N, C) .npy
-    files:    multipart/form-data upload of .ply / .pcd / .xyz / .txt / .npy
+    files:    multipart/form-data upload of .ply / .pcd / .xyz / .txt / .npy / .las / .laz
 Open Inference Protocol (``/v2/models/{model}/infer``): JSON tensors, or the binary tensor data extension
 (a JSON header of ``Inference-Header-Content-Length`` bytes, then the raw tensors).
 

@@ -1,14 +1,22 @@
-"""Point-cloud files: PLY, PCD, XYZ/TXT and NPY, read from a path or from uploaded bytes, and written.
+"""Point-cloud files: PLY, PCD, XYZ/TXT, NPY and LAS/LAZ, read from a path or from uploaded bytes, and written.
 
 The service reads uploads with these functions and clients write their payloads with them, so every
 reader treats its input as untrusted: a malformed file raises :class:`DataError` naming the file and the
 problem, and no reader allocates from a count in a header before checking it against the bytes present.
 
+Channels are taken by name where the format names its fields (PLY vertex properties, PCD ``FIELDS``, LAS
+dimensions); every other field (colours, intensity, PCL's packed ``rgb``, alpha, curvature, ...) is ignored
+unless asked for. XYZ/TXT/NPY columns have no names: they are read in pointserve's layout, x y z, then
+normals, then the rest.
+
 Shapes:
     points returned: (N, C) float32, xyz in the first three columns. ``channels=3`` gives xyz,
     ``channels=6`` xyz + normals (PLY ``nx ny nz``, PCD ``normal_x normal_y normal_z``; an error if the
     file has none), ``channels=None`` every numeric per-point field (xyz, normals, then the rest in file
-    order). For XYZ/TXT/NPY, whose columns have no names, ``channels=k`` takes the first k columns.
+    order), ``channels=("x", "y", "z", "intensity")`` those fields by name, in that order. For XYZ/TXT/NPY,
+    ``channels=k`` takes the first k columns and names mean columns of the layout above (``nx`` and
+    ``normal_x`` are column 3). LAS/LAZ ``x y z`` are the scaled coordinates (float64 in the file; give
+    ``dtype=None`` to keep them float64).
 """
 
 from __future__ import annotations
@@ -26,9 +34,14 @@ from pointserve.data.pcd import read_pcd_columns
 from pointserve.data.text import _MAX_HEADER_BYTES, Columns, parse_numeric_text
 from pointserve.errors import DataError
 
-FORMATS = ("ply", "pcd", "xyz", "txt", "npy")
+FORMATS = ("ply", "pcd", "xyz", "txt", "npy")  # read and written
+READ_FORMATS = (*FORMATS, "las", "laz")  # LAS/LAZ are read, not written
 _EXTENSIONS = {".ply": "ply", ".pcd": "pcd", ".xyz": "xyz", ".txt": "txt", ".pts": "xyz", ".csv": "txt", ".npy": "npy"}
+_EXTENSIONS.update({".las": "las", ".laz": "laz"})
 _NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
+_UNNAMED_ALIASES = {"normal_x": "nx", "normal_y": "ny", "normal_z": "nz"}  # name -> the layout's name
+
+Channels = int | Sequence[str] | None
 
 
 def format_from_name(name: str | os.PathLike) -> str:
@@ -59,9 +72,13 @@ def read_point_cloud(
     format: str | None = None,
     *,
     filename: str | None = None,
-    channels: int | None = 3,
+    channels: Channels = 3,
+    dtype: type | None = np.float32,
 ) -> np.ndarray:
     """Read a point cloud from a path or from bytes; the format comes from ``format`` or the file name.
+
+    ``channels``: a count (xyz, normals, the rest), ``None`` for every field, or field names. ``dtype=None``
+    keeps the file's precision (at least float32; LAS coordinates and PLY/PCD doubles stay float64).
 
     Shapes:
         returns (N, channels) float32, or (N, C) with every field when ``channels`` is None.
@@ -72,27 +89,75 @@ def read_point_cloud(
         raise DataError("cannot tell the point-cloud format of raw bytes: give format= or filename=")
     format = format or format_from_name(name)
     data = bytes(source) if is_bytes else read_file_bytes(source)
-    return read_point_cloud_bytes(data, format, filename=name, channels=channels)
+    return read_point_cloud_bytes(data, format, filename=name, channels=channels, dtype=dtype)
 
 
 def read_point_cloud_bytes(
-    data: bytes, format: str, *, filename: str | None = None, channels: int | None = 3
+    data: bytes, format: str, *, filename: str | None = None, channels: Channels = 3, dtype: type | None = np.float32
 ) -> np.ndarray:
     """Parse an in-memory point-cloud file (an upload). See :func:`read_point_cloud`."""
     name = filename or "<upload>"
+    fmt = _reader_format(format, name)
+    if isinstance(channels, str):
+        channels = (channels,)
+    if isinstance(channels, int) and channels < 3:
+        raise DataError(f"{name}: channels must be at least 3 (xyz), got {channels}")
+    if channels is not None and not isinstance(channels, int) and not channels:
+        raise DataError(f"{name}: no channels asked for")
+    return _select_channels(_READERS[fmt](bytes(data), name), channels, name, dtype)
+
+
+def read_point_cloud_columns(
+    source: str | os.PathLike | bytes, format: str | None = None, *, filename: str | None = None
+) -> dict[str, np.ndarray]:
+    """Every per-point field of a file by name, as stored (PLY properties, PCD fields, LAS dimensions with x y z
+    scaled; XYZ/TXT/NPY columns named x y z nx ny nz c6 c7 ...). See :func:`read_point_cloud`."""
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    name = filename or ("<upload>" if is_bytes else str(source))
+    if format is None and is_bytes and filename is None:
+        raise DataError("cannot tell the point-cloud format of raw bytes: give format= or filename=")
+    fmt = _reader_format(format or format_from_name(name), name)
+    table = _READERS[fmt](bytes(source) if is_bytes else read_file_bytes(source), name)
+    if isinstance(table, np.ndarray):
+        return {key: table[:, i] for i, key in enumerate(default_channel_names(table.shape[1]))}
+    return dict(table)
+
+
+def _reader_format(format: str, name: str) -> str:
     fmt = format.lower().lstrip(".")
     if fmt not in _READERS:
-        raise DataError(f"{name}: unknown point-cloud format {format!r}; known: {', '.join(FORMATS)}")
-    if channels is not None and channels < 3:
-        raise DataError(f"{name}: channels must be at least 3 (xyz), got {channels}")
-    return _select_channels(_READERS[fmt](bytes(data), name), channels, name)
+        raise DataError(f"{name}: unknown point-cloud format {format!r}; known: {', '.join(READ_FORMATS)}")
+    return fmt
 
 
-def _select_channels(table: Columns | np.ndarray, channels: int | None, name: str) -> np.ndarray:
-    if isinstance(table, np.ndarray):  # unnamed columns: the first k
+def _stack(columns: list[np.ndarray], dtype: type | None) -> np.ndarray:
+    if dtype is None:  # the file's precision, at least float32 (int8/16 fit float32, int32/64 need float64)
+        dtype = np.result_type(np.float32, *(c.dtype for c in columns))
+    return np.stack([np.asarray(c, dtype=dtype) for c in columns], axis=1)
+
+
+def _select_channels(table: Columns | np.ndarray, channels: Channels, name: str, dtype: type | None) -> np.ndarray:
+    if isinstance(table, np.ndarray):  # unnamed columns: the first k, or names of pointserve's layout
+        if channels is not None and not isinstance(channels, int):
+            layout = default_channel_names(table.shape[1])
+            missing = [key for key in channels if _UNNAMED_ALIASES.get(key, key) not in layout]
+            if missing:
+                raise DataError(
+                    f"{name}: has {table.shape[1]} unnamed values per point ({' '.join(layout)}), "
+                    f"no {', '.join(missing)}"
+                )
+            table = table[:, [layout.index(_UNNAMED_ALIASES.get(key, key)) for key in channels]]
+            channels = None
         if table.shape[1] < (channels or 3):
             raise DataError(f"{name}: has {table.shape[1]} values per point, expected at least {channels or 3}")
-        return np.ascontiguousarray(table[:, :channels] if channels else table, dtype=np.float32)
+        table = table[:, :channels] if channels else table
+        out = dtype or np.result_type(np.float32, table.dtype)
+        return np.ascontiguousarray(table, dtype=out)
+    if channels is not None and not isinstance(channels, int):
+        missing = [key for key in channels if key not in table]
+        if missing:
+            raise DataError(f"{name}: has no {', '.join(missing)} field (fields: {', '.join(table) or 'none'})")
+        return _stack([table[key] for key in channels], dtype)
     missing = [axis for axis in "xyz" if axis not in table]
     if missing:
         raise DataError(f"{name}: has no {', '.join(missing)} field (fields: {', '.join(table) or 'none'})")
@@ -105,7 +170,7 @@ def _select_channels(table: Columns | np.ndarray, channels: int | None, name: st
     if channels is not None and len(order) < channels:
         raise DataError(f"{name}: has {len(order)} fields per point, expected at least {channels}")
     picked = order[:channels] if channels else order
-    return np.stack([np.asarray(table[key], dtype=np.float32) for key in picked], axis=1)
+    return _stack([table[key] for key in picked], dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------- text
@@ -228,10 +293,66 @@ def _read_ply_with_plyfile(data: bytes, name: str) -> Columns:
     return {p.name: vertex.data[p.name] for p in vertex.properties if not isinstance(p, plyfile.PlyListProperty)}
 
 
-# ------------------------------------------------------------------------------------------------------------ pcd
+# ------------------------------------------------------------------------------------------------------ LAS / LAZ
+
+# LAZ (LASzip) compresses LiDAR points ~5-15x; a header claiming far more than this is a lie or a bomb.
+_LAZ_MAX_RATIO = 200
+
+
+def _read_las(data: bytes, name: str) -> Columns:
+    """LAS / LAZ (ASPRS LiDAR) with laspy, imported here (LAZ needs the lazrs backend: ``pointserve[las]``).
+
+    The header's point count is checked against the bytes present before laspy allocates the points."""
+    try:
+        import laspy
+    except ImportError:
+        raise DataError(f"{name}: reading LAS/LAZ needs the laspy package (pip install laspy)") from None
+    if not data.startswith(b"LASF"):
+        raise DataError(f"{name}: not a LAS file (it must start with 'LASF')")
+    if len(data) < 227:
+        raise DataError(f"{name}: truncated LAS header ({len(data)} bytes, a LAS header has at least 227)")
+    if data[24] != 1 or data[25] > 4:
+        raise DataError(f"{name}: bad LAS header: version {data[24]}.{data[25]} (LAS 1.0 to 1.4 are read)")
+    try:
+        with laspy.open(io.BytesIO(data)) as reader:
+            header = reader.header
+            count, record = int(header.point_count), int(header.point_format.size)
+            compressed = bool(header.are_points_compressed)
+            present = len(data) - int(header.offset_to_point_data)
+            if present < 0:
+                raise DataError(
+                    f"{name}: LAS header puts the points at byte {header.offset_to_point_data}, past the end"
+                )
+            if compressed and not laspy.LazBackend.detect_available():
+                raise DataError(
+                    f"{name}: LAZ (compressed LAS) needs the lazrs package: pip install 'pointserve[las]' (or lazrs)"
+                )
+            limit = present * _LAZ_MAX_RATIO if compressed else present
+            if count * record > limit:
+                raise DataError(
+                    f"{name}: LAS header declares {count} points of {record} bytes, more than the file's {present}"
+                    f" bytes of point data {'can decompress to' if compressed else 'hold'}: truncated or corrupt"
+                )
+            points = reader.read_points(count)
+            if len(points) != count:
+                raise DataError(f"{name}: truncated LAS: {len(points)} of the header's {count} points")
+            columns: Columns = {axis: np.asarray(getattr(points, axis), dtype=np.float64) for axis in "xyz"}
+            for dimension in points.point_format.dimension_names:
+                if dimension.lower() not in ("x", "y", "z"):
+                    values = np.asarray(points[dimension])
+                    if values.ndim == 1 and values.dtype.kind in "fiub":
+                        columns[dimension] = values
+            return columns
+    except DataError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # laspy / lazrs raise many kinds (LaspyException, ValueError, struct.error, ...)
+        raise DataError(f"{name}: malformed LAS/LAZ: {str(exc)[:200] or type(exc).__name__}") from None
 
 
 _READERS = {"ply": _read_ply, "pcd": read_pcd_columns, "xyz": _read_text, "txt": _read_text, "npy": _read_npy}
+_READERS.update({"las": _read_las, "laz": _read_las})
 
 
 # ---------------------------------------------------------------------------------------------------------- write
@@ -277,7 +398,7 @@ def point_cloud_to_bytes(
         stream = io.BytesIO()
         np.save(stream, points, allow_pickle=False)
         return stream.getvalue()
-    raise DataError(f"unknown point-cloud format {format!r}; known: {', '.join(FORMATS)}")
+    raise DataError(f"cannot write point-cloud format {format!r}; writable: {', '.join(FORMATS)}")
 
 
 def _text_rows(points: np.ndarray) -> bytes:

@@ -29,7 +29,8 @@ log = logging.getLogger("pointserve.service")
 DESCRIPTION = """Classify and segment point clouds with the models of a pointserve repository.
 
 * **v1** (REST, for people): `POST /v1/models/{model}/predict` takes JSON, float32 binary, `.npy`, or uploaded
-  `.ply`/`.pcd`/`.xyz`/`.txt`/`.npy` files with raw coordinates; the server applies the model's normalisation.
+  `.ply`/`.pcd`/`.xyz`/`.txt`/`.npy`/`.las`/`.laz` files with raw coordinates; the server applies the model's
+  normalisation.
 * **v2** (Open Inference Protocol, what Triton speaks): JSON tensors and the binary tensor data extension.
 
 Every error is JSON `{"error": "..."}`. With an API key configured, send `Authorization: Bearer <key>`.

@@ -4,8 +4,9 @@
   or ``{"instances": [{"points": ..., "category": ...}, ...], ...}`` (answered as ``{"predictions": [...]}``);
 * ``application/octet-stream``: little-endian float32, N x C, row after row;
 * ``application/x-npy``: one ``.npy`` (N, C) array (never unpickled);
-* ``multipart/form-data``: one or more files (``.ply`` ascii/binary, ``.pcd`` ascii/binary, ``.xyz``,
-  ``.txt``, ``.npy``) plus optional ``category`` / ``top_k`` / ``return_probabilities`` / ``return_logits`` fields.
+* ``multipart/form-data``: one or more files (``.ply`` ascii/binary, ``.pcd`` ascii/binary/binary_compressed,
+  ``.xyz``, ``.txt``, ``.npy``, ``.las``, ``.laz``; the model's channels by name, see docs/serving.md) plus optional
+  ``category`` / ``top_k`` / ``return_probabilities`` / ``return_logits`` fields.
 
 With the binary and multipart forms the options come from the query string (``?category=mug&top_k=3``).
 Numbers are parsed by orjson and converted by numpy in one call: no Python loop over points.
@@ -194,11 +195,19 @@ def _decode_binary(body: bytes, limits: CloudLimits, options: PredictOptions) ->
     return DecodedPredict([PredictInput(limits.check(points, "points"))], False, options)
 
 
+# Files whose formats name their fields (or, for text, hold the pointserve layout x y z [normals] first, as
+# ModelNet's normal_resampled .txt does) give the model's channels and ignore the rest (colours, intensity, ...).
+# A .npy is an array, like the float32 and x-npy bodies: its shape is the client's word, so a wrong number of
+# columns is refused, not cut.
+_FILE_FORMATS_TAKE_CHANNELS = ("ply", "pcd", "xyz", "txt", "las", "laz")
+
+
 def _read_and_check(data: bytes, fmt: str, filename: str, limits: CloudLimits, where: str) -> np.ndarray:
-    # channels=None keeps every numeric column, so a wrong number of coordinates is refused, not cut; values
-    # past float32 become inf in the readers' cast (no warning), refused by the check.
+    # dtype=None keeps the file's precision (LAS coordinates are float64) so that the check sees the values as
+    # sent before its float32 cast; values past float32 become inf there, refused by the check.
+    channels = limits.channels if fmt in _FILE_FORMATS_TAKE_CHANNELS else None
     with np.errstate(over="ignore", invalid="ignore"):
-        points = read_point_cloud_bytes(data, fmt, filename=filename, channels=None)
+        points = read_point_cloud_bytes(data, fmt, filename=filename, channels=channels, dtype=None)
     return limits.check(points, where)
 
 
@@ -213,13 +222,19 @@ async def _decode_npy(body: bytes, limits: CloudLimits, options: PredictOptions)
     return DecodedPredict([PredictInput(points)], False, options)
 
 
+# A file part whose name has no known extension is read by its Content-Type where that names a format (LAS/LAZ:
+# IANA's types).
+_FILE_TYPES = {**dict.fromkeys(NPY_TYPES, "npy"), "application/vnd.las": "las", "application/vnd.laszip": "laz"}
+
+
 def _file_format(upload: UploadFile) -> str:
     name = upload.filename or ""
-    if not name and (upload.content_type or "").lower() in NPY_TYPES:
-        return "npy"
+    kind = (upload.content_type or "").split(";", 1)[0].strip().lower()
     try:
         return format_from_name(name or "upload")
     except DataError as exc:
+        if kind in _FILE_TYPES:
+            return _FILE_TYPES[kind]
         raise UnsupportedMediaTypeError(str(exc)) from None
 
 
@@ -246,7 +261,7 @@ async def _decode_multipart(request: Request, limits: CloudLimits, options: Pred
                 raise unknown_fields({key[:64]}, "form field")
         if not files:
             raise InputError(
-                "the multipart upload has no file: send the cloud as a file field (.ply .pcd .xyz .txt .npy)"
+                "the multipart upload has no file: send the cloud as a file field (.ply .pcd .xyz .txt .npy .las .laz)"
             )
         if len(files) > limits.max_instances:
             raise refuse("files", too_many_clouds(len(files), limits.max_instances))

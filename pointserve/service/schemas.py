@@ -113,7 +113,11 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
             "schema": {
                 "type": "object",
                 "properties": {
-                    "file": {"type": "string", "format": "binary", "description": ".ply .pcd .xyz .txt or .npy"},
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": ".ply .pcd .xyz .txt .npy .las or .laz",
+                    },
                     "category": {"type": "string"},
                     "top_k": {"type": "integer", "minimum": 1},
                     "return_probabilities": {"type": "boolean"},

@@ -6,6 +6,7 @@ import io
 import struct
 
 import numpy as np
+import people_files
 import plyfile
 import pytest
 
@@ -14,6 +15,7 @@ from pointserve.data.formats import (
     point_cloud_to_bytes,
     read_point_cloud,
     read_point_cloud_bytes,
+    read_point_cloud_columns,
     write_point_cloud,
 )
 from pointserve.data.pcd import lzf_decompress
@@ -335,9 +337,71 @@ def test_read_point_cloud_names_missing_and_unknown_files(tmp_path):
         read_point_cloud(tmp_path / "mesh.obj")
     with pytest.raises(DataError, match="give format= or filename="):
         read_point_cloud(b"1 2 3\n")
-    with pytest.raises(DataError, match="unknown point-cloud format 'las'"):
-        read_point_cloud_bytes(b"", "las")
+    with pytest.raises(DataError, match="unknown point-cloud format 'e57'"):
+        read_point_cloud_bytes(b"", "e57")
     with pytest.raises(DataError, match="channels must be at least 3"):
         read_point_cloud_bytes(b"1 2 3\n", "xyz", channels=2)
     with pytest.raises(DataError, match="N, C >= 3"):
         point_cloud_to_bytes(np.zeros((4, 2)), "ply")
+
+
+# ------------------------------------------------------------------------------------ files as people have them
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "binary_little_endian", "binary_big_endian"])
+def test_ply_with_normals_and_colours_gives_xyz_by_name(encoding):
+    points = people_files.exact_cloud()
+    data = people_files.ply_with_normals_and_colours(points, encoding)
+    np.testing.assert_array_equal(read_point_cloud_bytes(data, "ply"), points)
+    by_name = read_point_cloud_bytes(data, "ply", channels=("x", "y", "z", "red", "alpha"))
+    np.testing.assert_array_equal(by_name[:, :3], points)
+    np.testing.assert_array_equal(by_name[:, 3], people_files.colours_of(points)[:, 0])
+    assert (by_name[:, 4] == 255).all()
+
+
+@pytest.mark.parametrize("data", ["ascii", "binary"])
+def test_pcl_xyz_rgb_pcd_gives_xyz_by_name(data):
+    points = people_files.exact_cloud()
+    pcd = people_files.pcd_xyz_rgb(points, data)
+    np.testing.assert_array_equal(read_point_cloud_bytes(pcd, "pcd"), points)
+    assert list(read_point_cloud_columns(pcd, "pcd")) == ["x", "y", "z", "rgb"]
+
+
+def test_modelnet_normal_resampled_txt_gives_the_first_three_columns(tmp_path):
+    points = people_files.exact_cloud()
+    path = tmp_path / "airplane_0001.txt"
+    path.write_bytes(people_files.modelnet_normal_resampled_txt(points))
+    np.testing.assert_array_equal(read_point_cloud(path), points)
+    normals = read_point_cloud(path, channels=("nx", "normal_y", "nz"))
+    np.testing.assert_allclose(normals, people_files.normals_of(points), atol=1e-6)
+    assert read_point_cloud(path, channels=None).shape == (len(points), 6)
+    assert "no intensity" in data_error(path.read_bytes(), "txt", "airplane_0001.txt", channels=("x", "intensity"))
+
+
+@pytest.mark.parametrize("laz", [False, True])
+def test_las_and_laz_from_laspy_give_scaled_xyz(laz):
+    if laz:
+        pytest.importorskip("lazrs")
+    points = people_files.exact_cloud()
+    data = people_files.las_file(points, laz=laz)
+    np.testing.assert_array_equal(read_point_cloud_bytes(data, "laz" if laz else "las"), points)
+    columns = read_point_cloud_columns(data, filename="tile.las")
+    assert {"x", "y", "z", "intensity", "classification", "red"} <= set(columns)
+    georeferenced = people_files.las_file(points, offsets=(500000.0, 4000000.0, 0.0))
+    kept = read_point_cloud_bytes(georeferenced, "las", dtype=None)
+    assert kept.dtype == np.float64
+    np.testing.assert_array_equal(kept - [500000.0, 4000000.0, 0.0], points)
+
+
+def test_malformed_people_files_are_data_errors_naming_the_file():
+    points = people_files.exact_cloud()
+    no_x = people_files.pcd_xyz_rgb(points, "binary", fields="a y z rgb")
+    assert "has no x field" in data_error(no_x, "pcd", "scan.pcd")
+    truncated = people_files.ply_with_normals_and_colours(points)[:-50]
+    assert "truncated" in data_error(truncated, "ply", "mesh.ply")
+    las = bytearray(people_files.las_file(points))
+    las[107:111] = struct.pack("<I", 10**9)  # the point count
+    assert "declares 1000000000 points" in data_error(bytes(las), "las", "tile.las")
+    las[24:26] = b"\x09\x09"
+    assert "bad LAS header: version 9.9" in data_error(bytes(las), "las", "tile.las")
+    assert "not a LAS file" in data_error(b"PK\x03\x04" + bytes(300), "las", "tile.las")

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import onnxruntime as ort
+import people_files
 import pytest
 from repo_builder import CARDS, CLASSIFIER, PART_SEGMENTER
 
@@ -209,3 +210,55 @@ def test_openapi_and_docs(client):
     assert "/v2/models/{model}/infer" in schema["paths"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# ------------------------------------------------------------------------------------ files as people have them
+def _people_files() -> list[tuple[str, bytes]]:
+    points = people_files.exact_cloud()
+    files = [
+        ("mesh.ply", people_files.ply_with_normals_and_colours(points, "binary_little_endian")),
+        ("mesh_ascii.ply", people_files.ply_with_normals_and_colours(points, "ascii")),
+        ("scan.pcd", people_files.pcd_xyz_rgb(points, "ascii")),
+        ("scan_binary.pcd", people_files.pcd_xyz_rgb(points, "binary")),
+        ("airplane_0001.txt", people_files.modelnet_normal_resampled_txt(points)),
+        ("tile.las", people_files.las_file(points)),
+    ]
+    try:
+        import lazrs  # noqa: F401
+
+        files.append(("tile.laz", people_files.las_file(points, laz=True)))
+    except ImportError:
+        pass
+    return files
+
+
+@pytest.mark.parametrize("filename, data", _people_files(), ids=lambda v: v if isinstance(v, str) else "")
+def test_uploads_of_files_as_people_have_them_answer_as_their_xyz(client, filename, data):
+    points = people_files.exact_cloud()
+    reference = predict(client, CLASSIFIER, query="?return_logits=true", content=points.tobytes(), headers=BINARY)
+    response = predict(client, CLASSIFIER, query="?return_logits=true", files={"file": (filename, data)})
+    assert response.status_code == 200, response.text
+    assert response.json() == reference.json()
+
+
+@pytest.mark.parametrize(
+    "filename, breakage, problem",
+    [
+        ("scan.pcd", lambda p: people_files.pcd_xyz_rgb(p, "binary", fields="a y z rgb"), "has no x field"),
+        ("mesh.ply", lambda p: people_files.ply_with_normals_and_colours(p)[:-50], "truncated or corrupt"),
+        ("tile.las", lambda p: people_files.las_file(p)[:24] + b"\x09\x09" + people_files.las_file(p)[26:], "version"),
+    ],
+)
+def test_malformed_people_files_are_refused_naming_the_file(client, filename, breakage, problem):
+    response = predict(client, CLASSIFIER, files={"file": (filename, breakage(people_files.exact_cloud()))})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"{filename}: ") and problem in response.json()["error"]
+
+
+def test_las_part_without_extension_is_read_by_its_content_type(client):
+    points = people_files.exact_cloud()
+    reference = predict(client, CLASSIFIER, content=points.tobytes(), headers=BINARY).json()
+    files = {"file": ("tile", people_files.las_file(points), "application/vnd.las")}
+    response = predict(client, CLASSIFIER, files=files)
+    assert response.status_code == 200, response.text
+    assert response.json()["class_id"] == reference["class_id"]
