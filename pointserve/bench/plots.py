@@ -11,18 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pointserve.bench.engine_bench import BenchResult
-from pointserve.errors import ConfigError
+from pointserve.render import pyplot
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("charts need matplotlib: pip install matplotlib (or pointserve[train])") from None
-    matplotlib.use("Agg")  # file output only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("charts")
 
 
 def _label(result: BenchResult) -> str:

@@ -6,7 +6,7 @@
 * ``application/x-npy``: one ``.npy`` (N, C) array (never unpickled);
 * ``multipart/form-data``: one or more files (``.ply`` ascii/binary, ``.pcd`` ascii/binary/binary_compressed,
   ``.xyz``, ``.txt``, ``.npy``, ``.las``, ``.laz``; the model's channels by name, see docs/serving.md) plus optional
-  ``category`` / ``top_k`` / ``return_probabilities`` / ``return_logits`` fields.
+  ``category`` / ``top_k`` / ``return_probabilities`` / ``return_logits`` / ``render`` fields.
 
 With the binary and multipart forms the options come from the query string (``?category=mug&top_k=3``).
 Numbers are parsed by orjson and converted by numpy in one call: no Python loop over points.
@@ -30,6 +30,7 @@ from starlette.requests import Request
 
 from pointserve.data.formats import format_from_name, read_point_cloud_bytes
 from pointserve.errors import DataError, InputError, UnsupportedMediaTypeError
+from pointserve.render import MATPLOTLIB_HINT, matplotlib_available
 from pointserve.service.core.answers import check_flag, check_top_k
 from pointserve.service.core.clouds import (
     EMPTY_CLOUD,
@@ -38,7 +39,9 @@ from pointserve.service.core.clouds import (
     check_points,
     holds_booleans,
     not_numbers,
+    option_value,
     refuse,
+    shown,
     too_many_clouds,
     wrong_coordinates,
 )
@@ -48,7 +51,9 @@ BINARY_TYPES = ("application/octet-stream",)
 NPY_TYPES = ("application/x-npy", "application/npy")
 MULTIPART_TYPES = ("multipart/form-data",)
 ACCEPTED = "application/json, application/octet-stream (float32 N x C), application/x-npy or multipart/form-data"
-_OPTION_FIELDS = {"category", "top_k", "return_probabilities", "return_logits"}
+_OPTION_FIELDS = {"category", "top_k", "return_probabilities", "return_logits", "render"}
+RENDER_FORMATS = ("png",)
+NO_MATPLOTLIB = f"render=png needs matplotlib on the server ({MATPLOTLIB_HINT})"
 _OFFLOAD_BYTES = 1 << 20  # parse uploads larger than this in a thread, off the event loop
 
 
@@ -58,6 +63,7 @@ class PredictOptions:
     return_probabilities: bool = False
     return_logits: bool = False
     category: Any = None
+    render: str | None = None  # "png": answer a picture of the (one) segmented cloud instead of JSON
 
 
 @dataclass
@@ -114,7 +120,23 @@ def apply_options(options: PredictOptions, values: dict[str, Any]) -> PredictOpt
     category = check_category(values.get("category"))
     if category is not None:
         options.category = category
+    render = check_render(values.get("render"))
+    if render is not None:
+        options.render = render
     return options
+
+
+def check_render(value: Any, where: str = "render") -> str | None:
+    """``render``'s one rule: absent, or ``"png"``; and a server without matplotlib refuses it (400, before any
+    inference), saying what to install: the request asks for something this server was installed without."""
+    value = option_value(value)
+    if value is None:
+        return None
+    if value not in RENDER_FORMATS:
+        raise InputError(f'{where} must be "png" (or absent for JSON), got {shown(value)}')
+    if not matplotlib_available():
+        raise InputError(NO_MATPLOTLIB)
+    return value
 
 
 def points_from_json(

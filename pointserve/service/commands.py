@@ -1,4 +1,5 @@
-"""``pointserve serve`` (and :func:`serve` for ``pointserve quickstart``); ``pointserve loadgen`` is the bench's.
+"""``pointserve serve`` (and :func:`serve` for ``pointserve quickstart``), ``pointserve render`` (a picture of a
+running server's answer for one cloud); ``pointserve loadgen`` is the bench's.
 
 Handlers import the service (FastAPI, uvicorn, onnxruntime) only when they run.
 """
@@ -26,6 +27,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-format", choices=("json", "text"), help="log line format (default: json)")
     serve.set_defaults(handler=_serve)
 
+    render = subparsers.add_parser(
+        "render",
+        help="draw a cloud coloured by the parts a running server predicts (PNG)",
+        description=(
+            "Read a cloud (.ply .pcd .xyz .txt .npy .las .laz), send it to a running server's v1 predict endpoint "
+            "and draw it: coloured by predicted part for a segmentation model (legend: the model card's part "
+            "names), in one colour with class and score in the title for a classifier. Needs matplotlib."
+        ),
+    )
+    render.add_argument("file", help="the point-cloud file")
+    render.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (loopback only by default)")
+    render.add_argument("--model", "-m", required=True, help="model name")
+    render.add_argument("--category", "-c", help="part segmentation: the object's category (name or id)")
+    render.add_argument("--output", "-o", default="render.png", help="PNG to write (default: render.png)")
+    render.add_argument("--up", choices=("y", "z"), default="y", help="the cloud's vertical axis (default: y)")
+    render.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    render.add_argument("--allow-remote", action="store_true", help="allow a server that is not on this machine")
+    render.set_defaults(handler=_render)
+
 
 def _serve(args: argparse.Namespace) -> int:
     code = serve(
@@ -40,6 +60,79 @@ def _serve(args: argparse.Namespace) -> int:
 
     exit_now(code)  # served and shut down: nothing is left for the interpreter's (slow) teardown to release
     return code  # pragma: no cover - exit_now does not return
+
+
+def _render(args: argparse.Namespace) -> int:
+    path = render_from_server(
+        args.file,
+        url=args.url,
+        model=args.model,
+        category=args.category,
+        output=args.output,
+        up=args.up,
+        timeout_s=args.timeout,
+        allow_remote=args.allow_remote,
+    )
+    print(path)
+    return 0
+
+
+def render_from_server(
+    file: str | Path,
+    *,
+    url: str,
+    model: str,
+    output: str | Path,
+    category: str | None = None,
+    up: str = "y",
+    timeout_s: float = 60.0,
+    allow_remote: bool = False,
+) -> Path:
+    """Upload ``file`` to ``url``'s ``/v1/models/{model}/predict`` as it is (the server reads the channels its
+    model takes), draw the answer (labels are in the file's point order) and write the PNG to ``output``."""
+    import httpx
+
+    from pointserve.bench.loadgen import check_loopback
+    from pointserve.data.formats import format_from_name, read_file_bytes, read_point_cloud_bytes
+    from pointserve.errors import ConfigError, InputError
+    from pointserve.render import MATPLOTLIB_HINT, matplotlib_available, render_png
+
+    if not matplotlib_available():
+        raise ConfigError(f"pointserve render needs matplotlib: {MATPLOTLIB_HINT}")
+    if not allow_remote:
+        check_loopback(url)
+    file = Path(file)
+    data = read_file_bytes(file)
+    points = read_point_cloud_bytes(data, format_from_name(file), filename=str(file))  # (N, 3), file order
+    params = {"category": category} if category is not None else {}
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/models/{model}/predict",
+            params=params,
+            files={"file": (file.name, data)},
+            timeout=timeout_s,
+        )
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot reach {url}: {exc}") from None
+    if response.status_code != 200:
+        try:
+            reason = response.json().get("error", response.text)
+        except ValueError:
+            reason = response.text
+        raise InputError(f"{url} answered {response.status_code}: {str(reason)[:500]}")
+    answer = response.json()
+    title = f"{answer.get('model', model)} v{answer.get('version', '?')} · {file.name}"
+    if "labels" in answer:  # segmentation
+        if answer.get("category") is not None:
+            title += f" · {answer['category']}"
+        png = render_png(points, answer["labels"], answer["label_names"], title=title, up=up)
+    else:  # classification: one colour, the class in the title
+        title += f"\n{answer['label']} ({answer['score']:.1%})"
+        png = render_png(points, None, title=title, up=up)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(png)
+    return output
 
 
 def serve(

@@ -57,11 +57,17 @@ _POINTS = {
     "description": "raw coordinates, one [x, y, z] per point (the server normalises)",
 }
 _CATEGORY = {"anyOf": [{"type": "string"}, {"type": "integer"}], "description": "part segmentation: name or id"}
+_RENDER = {
+    "type": "string",
+    "enum": ["png"],
+    "description": "segmentation, one cloud: answer an image/png of the cloud coloured by predicted part",
+}
 _OPTIONS = {
     "category": _CATEGORY,
     "top_k": {"type": "integer", "minimum": 1},
     "return_probabilities": {"type": "boolean"},
     "return_logits": {"type": "boolean"},
+    "render": _RENDER,
 }
 PREDICT_PARAMETERS: list[dict[str, Any]] = [
     {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
@@ -70,8 +76,13 @@ PREDICT_PARAMETERS: list[dict[str, Any]] = [
         ("return_probabilities", {"type": "boolean"}, "add every class's (or point's) probabilities"),
         ("return_logits", {"type": "boolean"}, "add the raw logits (per point for segmentation)"),
         ("category", {"type": "string", "maxLength": 128}, "part segmentation: category name or id"),
+        ("render", _RENDER, _RENDER["description"]),
     )
 ]
+PNG_RESPONSE: dict[str, Any] = {
+    "description": "JSON, or with render=png the picture",
+    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+}
 PREDICT_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -122,6 +133,7 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
                     "top_k": {"type": "integer", "minimum": 1},
                     "return_probabilities": {"type": "boolean"},
                     "return_logits": {"type": "boolean"},
+                    "render": _RENDER,
                 },
                 "required": ["file"],
             }

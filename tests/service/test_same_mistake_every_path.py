@@ -440,6 +440,8 @@ MISTAKES = [
     ("flag-not-boolean", 400, "must be true or false, got 'maybe'", flag_paths("maybe", "maybe")),
     ("flag-number", 400, "must be true or false, got 2", flag_paths(2, "2")),
     ("unknown-option", 400, "topk; the options are", unknown_option_paths()),
+    ("render-jpg", 400, "render must be \"png\" (or absent for JSON), got 'jpg'", option_paths("render", "jpg", "jpg")),
+    ("render-true", 400, 'render must be "png" (or absent for JSON), got true', option_paths("render", True, "true")),
     (
         "unknown-category-name",
         400,
