@@ -31,7 +31,7 @@ PACKAGE = "pointserve"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"pointserve"},  # the package's __init__: its version and the base error
-    {"card", "arguments", "files"},
+    {"card", "arguments", "files", "render"},
     {"data", "geometry", "metrics"},
     {"models"},
     {"checkpoint"},
