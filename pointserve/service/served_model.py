@@ -162,14 +162,12 @@ class ServedModel:
         """Seconds per batch at the trained point count (blocking; it also warms the runner up)."""
         points = max(self.min_points, min(self.card.num_points, self.max_processed_points))
         category = self.card.class_names[0] if self.card.needs_category else None
-        rng = np.random.default_rng(0)
-        clouds = [
-            self.prepare(rng.standard_normal((points, self.channels)).astype(np.float32), category)
-            for _ in range(self.max_batch_size)
-        ]
-        runner = self.runners[0]
+        raw = np.random.default_rng(0).standard_normal((points, self.channels)).astype(np.float32)
+        # One prepared cloud, repeated: collation copies it into each batch, and a family's preparation (pcn's
+        # neighbourhoods) costs as much as the batch itself, once per cloud, at every start.
+        cloud, runner = self.prepare(raw, category), self.runners[0]
         return measure_batch_profile(
-            lambda size: self.run_batch(runner, clouds[:size]), max_batch=self.max_batch_size, num_points=points
+            lambda size: self.run_batch(runner, [cloud] * size), max_batch=self.max_batch_size, num_points=points
         )
 
     def _admission_from(self, profile: BatchProfile) -> AdmissionControl:
@@ -191,12 +189,12 @@ class ServedModel:
         # Batches grow up to the largest efficient size (in points: smaller clouds pack more); under load, larger
         # batches cost less CPU per cloud, which the event loop and the clients sharing the cores get back.
         largest = b.preferred_batch_size or self.profile.largest_efficient_batch_size
-        preferred_points = min(largest, self.max_batch_size) * self.profile.num_points
+        batch_points = min(largest, self.max_batch_size) * self.profile.num_points
         self.batcher = DynamicBatcher(
             [lambda clouds, runner=runner: self.run_batch(runner, clouds) for runner in self.runners],
             max_batch_size=self.max_batch_size,
             max_queue_delay_ms=b.max_queue_delay_ms,
-            max_points_per_batch=min(b.max_points_per_batch, preferred_points),
+            max_points_per_batch=min(b.max_points_per_batch, batch_points),
             max_queue_size=b.max_queue_size or max(4 * admission.limit, self.max_instances_per_request),
             request_timeout_s=b.request_timeout_s or max(2.0, 20 * admission.budget_s),
             name=self.name,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from tiny_models import random_checkpoint, tiny_card
+
+from pointserve.bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny-cls"
@@ -41,12 +42,6 @@ def image_repository(tmp_path_factory) -> Path:
         )
         version.add_variant("fp32", onnx_path, precision="fp32", backend="onnxruntime")
     return repository.root
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,13 +19,9 @@ import numpy as np
 import pytest
 from repo_builder import CLASSIFIER
 
+from pointserve.bench.processes import free_port
+
 BINARY = {"content-type": "application/octet-stream"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(repository: Path, tmp_path: Path, config: dict) -> tuple[subprocess.Popen, str]:
