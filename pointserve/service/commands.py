@@ -93,7 +93,7 @@ def render_from_server(
     import httpx
 
     from pointserve.bench.loadgen import check_loopback
-    from pointserve.data.formats import format_from_name, read_file_bytes, read_point_cloud_bytes
+    from pointserve.data.formats import read_file_bytes, read_point_cloud
     from pointserve.errors import ConfigError, InputError
     from pointserve.render import MATPLOTLIB_HINT, matplotlib_available, render_png
 
@@ -103,7 +103,7 @@ def render_from_server(
         check_loopback(url)
     file = Path(file)
     data = read_file_bytes(file)
-    points = read_point_cloud_bytes(data, format_from_name(file), filename=str(file))  # (N, 3), file order
+    points = read_point_cloud(data, filename=str(file))  # (N, 3), file order
     params = {"category": category} if category is not None else {}
     try:
         response = httpx.post(

@@ -123,7 +123,7 @@ class ServiceMiddleware:
             inference_model = _inference_model(scope)
             served = state.models.get(inference_model) if inference_model is not None else None
             admission = served.admission if served is not None else None
-            if admission is not None and not (admission.try_admit() or await admission.admit()):
+            if admission is not None and not (admission.try_admit() or await admission.wait_for_slot()):
                 refused_model = inference_model
                 await _refuse(
                     send_with_headers, 503, admission.refusal_message(inference_model), admission.retry_after_s()
@@ -143,11 +143,12 @@ class ServiceMiddleware:
             if connection is not None and answered and fault is None:
                 # Handed to uvicorn: did it reach the client's socket? (At once, unless the answer is big.)
                 fault = await connection.answer_outcome(settings.send_timeout_s)
-                stage = (
-                    "while its answer was sent"
-                    if fault == "client_disconnected"
-                    else f"it took none of its answer for send_timeout_s={settings.send_timeout_s:g}"
-                )
+                if fault is not None:  # (almost never: the stage text is built only then)
+                    stage = (
+                        "while its answer was sent"
+                        if fault == "client_disconnected"
+                        else f"it took none of its answer for send_timeout_s={settings.send_timeout_s:g}"
+                    )
         except ClientDisconnect:
             if fault is None:  # (the receive wrapper saw the disconnect first and said when)
                 fault, stage = "client_disconnected", "during the upload"
@@ -160,29 +161,28 @@ class ServiceMiddleware:
             if status == 0:
                 await _refuse(send_with_headers, 500, "internal server error (see the server log for this request id)")
         finally:
+            # The model label: the refused one, or the route's; never a name a client made up.
+            model = refused_model or (scope.get("path_params") or {}).get("model", "")
+            model = model if model in state.models else ""
             if fault is not None:
-                status = self._client_fault(scope, fault, stage)
-            self._record(scope, status, time.perf_counter() - started, refused_model)
+                status = self._client_fault(model, fault, stage)
+            self._record(scope, status, time.perf_counter() - started, model, refused=refused_model is not None)
             request_id_var.reset(token)
 
-    def _client_fault(self, scope: Scope, reason: str, stage: str) -> int:
+    def _client_fault(self, model: str, reason: str, stage: str) -> int:
         """Log (info, with the reason) and count a request its client gave up or stalled; the status to record:
         499 (nginx's "client closed request": nobody reads an answer) or 408."""
         if reason == "client_disconnected":
             log.info(f"client disconnected {stage}", extra={"reason": reason})
         else:
             log.info(f"client too slow: {stage}", extra={"reason": reason})
-        model = (scope.get("path_params") or {}).get("model", "")
-        if model in self.state.models:
+        if model:
             self.state.metrics.dropped.labels(model=model, reason=reason).inc()
         return CLIENT_CLOSED_REQUEST if reason == "client_disconnected" else 408
 
-    def _record(self, scope: Scope, status: int, duration_s: float, refused_model: str | None = None) -> None:
+    def _record(self, scope: Scope, status: int, duration_s: float, model: str, refused: bool) -> None:
         route = scope.get("route")
-        route_path = getattr(route, "path", None) or ("admission" if refused_model else "unmatched")
-        model = refused_model or (scope.get("path_params") or {}).get("model", "")
-        if model not in self.state.models:
-            model = ""  # never a label per unknown name a client made up
+        route_path = getattr(route, "path", None) or ("admission" if refused else "unmatched")
         self.state.metrics.observe_request(model, route_path, status, duration_s)
         if self.state.settings.access_log:
             access_log.info(

@@ -88,7 +88,8 @@ class ServedModel:
 
     # -- requests -----------------------------------------------------------------------------------------
     def category_id(self, category: Any) -> int | None:
-        """The category index for part segmentation, from a name or an id; ``None`` for other models."""
+        """The category index for part segmentation, from a name or an id (what
+        :func:`~pointserve.service.core.clouds.check_category` let through); ``None`` for other models."""
         names = self.card.class_names
         if not self.card.needs_category:
             if category is not None:
@@ -96,8 +97,6 @@ class ServedModel:
             return None
         if category is None:
             raise InputError(f"model {self.name!r} needs the object category, one of: {', '.join(names)}")
-        if isinstance(category, bool):
-            raise InputError(f"category must be a name or an id, got {category!r}")
         if isinstance(category, (int, np.integer)):
             if not 0 <= int(category) < len(names):
                 raise InputError(

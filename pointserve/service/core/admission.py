@@ -164,9 +164,12 @@ class AdmissionControl:
 
     async def admit(self) -> bool:
         """Admit the request, after a wait in the room if need be; False (counted as refused) if no slot came
-        within ``wait_s``. A cancelled waiter leaves the room; a slot handed to it just before is given back."""
-        if self.try_admit():
-            return True
+        within ``wait_s``."""
+        return self.try_admit() or await self.wait_for_slot()
+
+    async def wait_for_slot(self) -> bool:
+        """The slow path of :meth:`admit` (the middleware tries :meth:`try_admit` first): wait in the room. A
+        cancelled waiter leaves it; a slot handed to it just before is given back."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._waiting:
