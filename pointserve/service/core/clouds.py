@@ -151,9 +151,12 @@ def check_points(
     if not finite.all():
         row, column = (int(i) for i in np.argwhere(~finite)[0])
         raise refuse(f"{where or 'points'}[{row}][{column}]", NOT_FINITE)
+    low, high = _axis_bounds(sent)
     if sent is not points:  # before the float32 cast too, which merges such points into one
-        _check_dynamic_range(sent, where)
-    _check_dynamic_range(points, where)
+        _check_span(low, high, where)
+        # Rounding to float32 keeps the order of values, so the cast cloud's bounds are these bounds, rounded.
+        low, high = (bounds.astype(np.float32).astype(np.float64) for bounds in (low, high))
+    _check_span(low, high, where)
     return points
 
 
@@ -162,15 +165,18 @@ def check_points(
 _MIN_RELATIVE_EXTENT = 2.0**-20
 
 
-def _check_dynamic_range(points: np.ndarray, where: str | None = "points") -> None:
-    """Refuse a cloud whose shape float32 cannot hold: its span (the largest of its x, y, z extents) tiny compared
-    with its distance from the origin (its largest coordinate).
-
-    One strided min and max per axis: numpy's axis-0 reductions of an (N, 3) array are 20x slower.
-    """
+def _axis_bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest x, y, z (float64). One strided min and max per axis: numpy's axis-0 reductions
+    of an (N, 3) array are 20x slower."""
     columns = [points[:, i] for i in range(min(3, points.shape[1]))]
     low = np.array([c.min() for c in columns], dtype=np.float64)
     high = np.array([c.max() for c in columns], dtype=np.float64)
+    return low, high
+
+
+def _check_span(low: np.ndarray, high: np.ndarray, where: str | None) -> None:
+    """Refuse a cloud (given by its axis bounds) whose shape float32 cannot hold: its span (the largest of its
+    x, y, z extents) tiny compared with its distance from the origin (its largest coordinate)."""
     magnitude = float(np.maximum(np.abs(low), np.abs(high)).max())
     extent = float((high - low).max())
     if 0 < extent < magnitude * _MIN_RELATIVE_EXTENT:
