@@ -83,13 +83,18 @@ def read_point_cloud(
     Shapes:
         returns (N, channels) float32, or (N, C) with every field when ``channels`` is None.
     """
+    data, format, name = _load(source, format, filename)
+    return read_point_cloud_bytes(data, format, filename=name, channels=channels, dtype=dtype)
+
+
+def _load(source: str | os.PathLike | bytes, format: str | None, filename: str | None) -> tuple[bytes, str, str]:
+    """A file's bytes, its format and the name errors call it by, from a path or from bytes."""
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = filename or ("<upload>" if is_bytes else str(source))
     if format is None and is_bytes and filename is None:
         raise DataError("cannot tell the point-cloud format of raw bytes: give format= or filename=")
-    format = format or format_from_name(name)
-    data = bytes(source) if is_bytes else read_file_bytes(source)
-    return read_point_cloud_bytes(data, format, filename=name, channels=channels, dtype=dtype)
+    format = format or format_from_name(name)  # an unknown kind of file is named before it is read
+    return (bytes(source) if is_bytes else read_file_bytes(source)), format, name
 
 
 def read_point_cloud_bytes(
@@ -112,12 +117,8 @@ def read_point_cloud_columns(
 ) -> dict[str, np.ndarray]:
     """Every per-point field of a file by name, as stored (PLY properties, PCD fields, LAS dimensions with x y z
     scaled; XYZ/TXT/NPY columns named x y z nx ny nz c6 c7 ...). See :func:`read_point_cloud`."""
-    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
-    name = filename or ("<upload>" if is_bytes else str(source))
-    if format is None and is_bytes and filename is None:
-        raise DataError("cannot tell the point-cloud format of raw bytes: give format= or filename=")
-    fmt = _reader_format(format or format_from_name(name), name)
-    table = _READERS[fmt](bytes(source) if is_bytes else read_file_bytes(source), name)
+    data, format, name = _load(source, format, filename)
+    table = _READERS[_reader_format(format, name)](data, name)
     if isinstance(table, np.ndarray):
         return {key: table[:, i] for i, key in enumerate(default_channel_names(table.shape[1]))}
     return dict(table)
