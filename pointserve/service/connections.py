@@ -201,12 +201,15 @@ class _Guarded:
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # read and dropped, so that closing does not reset the connection under the 503
-        if not self._in_request():
+        starts_request = not self._in_request()
+        if starts_request:
             self._partial = True
             self.quiet_since = self.loop.time()
-            if self._header_timer is None:
-                self._arm()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)  # type: ignore[misc]
+        # The first bytes of the next request on a kept-alive connection: a deadline only if its headers are still
+        # incomplete after this chunk (usually they came whole, and a timer would be made and cancelled at once).
+        if starts_request and self._partial and self._header_timer is None and not self.transport.is_closing():
+            self._arm()
 
     def on_response_complete(self) -> None:
         self.quiet_since = self.loop.time()
