@@ -62,6 +62,11 @@ def point_size(count: int) -> float:
     return float(np.clip(200.0 / np.sqrt(max(count, 1)), 0.5, 25.0))
 
 
+def answer_title(model: str, version: Any, *, source: str | None = None, category: str | None = None) -> str:
+    """A picture's title: model and version, then the file it shows and the category, when known."""
+    return " · ".join([f"{model} v{version}", *(part for part in (source, category) if part is not None)])
+
+
 def render_png(
     points: np.ndarray,
     labels: np.ndarray | Sequence[int] | None,

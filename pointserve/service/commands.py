@@ -95,7 +95,7 @@ def render_from_server(
     from pointserve.bench.loadgen import check_loopback
     from pointserve.data.formats import read_file_bytes, read_point_cloud
     from pointserve.errors import ConfigError, InputError
-    from pointserve.render import MATPLOTLIB_HINT, matplotlib_available, render_png
+    from pointserve.render import MATPLOTLIB_HINT, answer_title, matplotlib_available, render_png
 
     if not matplotlib_available():
         raise ConfigError(f"pointserve render needs matplotlib: {MATPLOTLIB_HINT}")
@@ -121,10 +121,10 @@ def render_from_server(
             reason = response.text
         raise InputError(f"{url} answered {response.status_code}: {str(reason)[:500]}")
     answer = response.json()
-    title = f"{answer.get('model', model)} v{answer.get('version', '?')} · {file.name}"
+    title = answer_title(
+        answer.get("model", model), answer.get("version", "?"), source=file.name, category=answer.get("category")
+    )
     if "labels" in answer:  # segmentation
-        if answer.get("category") is not None:
-            title += f" · {answer['category']}"
         png = render_png(points, answer["labels"], answer["label_names"], title=title, up=up)
     else:  # classification: one colour, the class in the title
         title += f"\n{answer['label']} ({answer['score']:.1%})"

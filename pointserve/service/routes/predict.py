@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from pointserve.errors import InputError
-from pointserve.render import render_png
+from pointserve.render import answer_title, render_png
 from pointserve.service.codecs import CloudLimits, PredictOptions, decode_predict
 from pointserve.service.core.answers import classification_answer, segmentation_answer
 from pointserve.service.core.clouds import Cloud
@@ -57,9 +57,7 @@ def check_renderable(served: ServedModel, clouds: int) -> None:
 def picture(served: ServedModel, points: np.ndarray, answer: dict[str, Any]) -> bytes:
     """The PNG of one segmentation answer: the request's cloud coloured by predicted part, the model card's part
     names in the legend, model and category in the title."""
-    title = f"{served.name} v{served.version}"
-    if answer.get("category") is not None:
-        title += f" · {answer['category']}"
+    title = answer_title(served.name, served.version, category=answer.get("category"))
     return render_png(points, np.asarray(answer["labels"]), answer["label_names"], title=title)
 
 
