@@ -18,7 +18,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "clouds"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="classify point-cloud files")
-    parser.add_argument("files", nargs="*", help=".ply .pcd .xyz .txt .npy (default: the sample clouds)")
+    parser.add_argument("files", nargs="*", help=".ply .pcd .xyz .txt .npy .las .laz (default: the sample clouds)")
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--model", default="shapes-cls")
     parser.add_argument("--top-k", type=int, default=3)

@@ -1,7 +1,7 @@
 """Python client of a pointserve server: sync and async, JSON / binary / .npy / file uploads, OIP v2, typed results.
 
-Needs only ``httpx`` and ``numpy``; it does not import pointserve. Use it from a checkout with
-``sys.path.insert(0, "clients")`` (or copy the ``pointserve_client`` folder into your project).
+Needs only ``httpx`` and ``numpy``; it does not import pointserve. Install it with ``pip install ./clients`` from a
+pointserve checkout (the package ``pointserve-client``).
 
     from pointserve_client import PointServeClient
 

@@ -45,7 +45,7 @@ Channels = int | Sequence[str] | None
 
 
 def format_from_name(name: str | os.PathLike) -> str:
-    """The format of a file from its extension (``.ply .pcd .xyz .pts .txt .csv .npy``)."""
+    """The format of a file from its extension (``.ply .pcd .xyz .pts .txt .csv .npy .las .laz``)."""
     suffix = Path(name).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise DataError(

@@ -65,7 +65,7 @@ def picture(served: ServedModel, points: np.ndarray, answer: dict[str, Any]) -> 
     "/models/{model}/predict",
     summary="Classify or segment point clouds",
     description=(
-        "Send raw coordinates as JSON, float32 binary, .npy, or as uploaded .ply/.pcd/.xyz/.txt/.npy files. "
+        "Send raw coordinates as JSON, float32 binary, .npy, or as uploaded .ply/.pcd/.xyz/.txt/.npy/.las/.laz files. "
         "Classification answers class, score and top-k; segmentation answers a label for every input point "
         "(or, with render=png, a PNG picture of the cloud coloured by part)."
     ),
