@@ -7,7 +7,39 @@ import argparse
 from pointserve.arguments import add_model_version_args
 from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES
 from pointserve.calibration.quantize import METHODS
+from pointserve.calibration.search import DEFAULT_HELDOUT_FRACTION, GUARDED_NUM_SAMPLES
 from pointserve.calibration.sources import CALIBRATION_DATA_HELP
+
+
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    """The accuracy-guarded int8 flags, shared by ``calibrate`` and ``build``."""
+    parser.add_argument(
+        "--target-agreement",
+        type=float,
+        default=None,
+        metavar="A",
+        help="accuracy-guarded int8: keep the layers int8 hurts most in float until the int8 graph's argmax agrees "
+        "with fp32 on at least this fraction of held-out calibration clouds (or points), e.g. 0.99",
+    )
+    parser.add_argument(
+        "--search-methods",
+        default=",".join(METHODS),
+        help="with --target-agreement: calibration methods to try, comma list (default: all)",
+    )
+    parser.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=DEFAULT_HELDOUT_FRACTION,
+        help=f"with --target-agreement: part of the calibration set held out to judge on ({DEFAULT_HELDOUT_FRACTION})",
+    )
+
+
+def search_options(args: argparse.Namespace) -> dict:
+    """``make_int8_variant`` keywords from :func:`add_search_args`' flags (empty without --target-agreement)."""
+    if args.target_agreement is None:
+        return {}
+    methods = tuple(m.strip() for m in args.search_methods.split(",") if m.strip())
+    return {"target_agreement": args.target_agreement, "methods": methods, "heldout_fraction": args.heldout_fraction}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(cached) and store the int8 Q/DQ graph as the version's 'int8' variant.",
     )
     add_model_version_args(parser)
-    parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="calibration clouds (256)")
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help=f"calibration clouds ({DEFAULT_NUM_SAMPLES}; {GUARDED_NUM_SAMPLES} with --target-agreement, split in two)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for drawing and augmenting the clouds (0)")
     parser.add_argument("--method", choices=METHODS, default="minmax", help="calibration method (minmax)")
+    add_search_args(parser)
     parser.add_argument("--data-root", help="dataset folder, for datasets read from disk (not needed for shapes)")
     parser.add_argument("--calibration-data", metavar="SPEC", help=CALIBRATION_DATA_HELP)
     parser.set_defaults(handler=_calibrate)
@@ -44,6 +82,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         dataset_root=args.data_root,
         calibration_data=args.calibration_data,
         progress=True,
+        log=console.print,
+        **search_options(args),
     )
     calibration = result.calibration
     console.print(
@@ -58,4 +98,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"{summary.quantize_nodes} Q / {summary.dequantize_nodes} DQ nodes, {summary.per_channel_weights} per-channel "
         f"weights, all zero points 0, in {result.elapsed_s:.1f}s"
     )
+    if calibration.search is not None:
+        from pointserve.repository.commands import print_search
+
+        print_search(console, calibration.search)
+        if not calibration.search.reached_target:
+            console.print("[red]the int8 graph does not reach the target agreement: it is stored, closest to it[/red]")
+            return 1
     return 0

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from pointserve.calibration.dataset import DEFAULT_NUM_SAMPLES, build_calibration_set
 from pointserve.calibration.quantize import QuantizationResult
+from pointserve.calibration.search import DEFAULT_HELDOUT_FRACTION, GUARDED_NUM_SAMPLES
 from pointserve.errors import CalibrationError, ConfigError, ModelNotFoundError
 from pointserve.repository.store import ModelVersion
 
@@ -27,12 +29,16 @@ def make_int8_variant(
     model_version: ModelVersion,
     *,
     method: str = "minmax",
-    num_samples: int = DEFAULT_NUM_SAMPLES,
+    num_samples: int | None = None,
     seed: int = 0,
     dataset_root: str | None = None,
     calibration_data: str | None = None,
     workdir: Path | None = None,
     progress: bool = False,
+    target_agreement: float | None = None,
+    methods: Sequence[str] | None = None,
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+    log: Callable[[str], object] | None = None,
 ) -> QuantizationResult:
     """Calibrate and quantize ``model_version``'s fp32 graph and store it as its ``int8`` variant.
 
@@ -44,11 +50,17 @@ def make_int8_variant(
     :func:`~pointserve.calibration.qdq.check_qdq_graph`, and recorded with its calibration — including the
     source's description and content hash — in the manifest.
 
+    With ``target_agreement`` the graph comes from the accuracy-guarded search
+    (:func:`pointserve.calibration.search.search_int8`) over ``methods`` (default: all three; ``method`` is then
+    ignored): the set (default ``GUARDED_NUM_SAMPLES`` clouds) is split into a calibration part and a held-out
+    part (``heldout_fraction``), and the record of the search lands in ``calibration.search``.
+
     Returns the :class:`QuantizationResult` with ``path`` the placed variant file and ``calibration`` the
     record the manifest holds.
     """
     from pointserve.calibration.qdq import check_qdq_graph
-    from pointserve.calibration.quantize import quantize_int8
+    from pointserve.calibration.quantize import METHODS, quantize_int8
+    from pointserve.calibration.search import search_int8
 
     card = model_version.card
     if not model_version.has_variant("fp32"):
@@ -76,6 +88,8 @@ def make_int8_variant(
         draw = {"dataset_root": dataset_root}
         root = f":{Path(dataset_root).expanduser().resolve()}" if dataset_root else ""
         source_description = f"{card.dataset}{root} (train split, named by the model card)"
+    if num_samples is None:
+        num_samples = DEFAULT_NUM_SAMPLES if target_agreement is None else GUARDED_NUM_SAMPLES
     calibration = build_calibration_set(
         card, model_version.calibration_dir, num_samples=num_samples, seed=seed, progress=progress, **draw
     )
@@ -83,18 +97,33 @@ def make_int8_variant(
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=model_version.path, prefix=".int8-")))
-        result = quantize_int8(
-            fp32,
-            calibration.path,
-            Path(workdir) / "int8.onnx",
-            method=method,
-            keep_input_layers_float=True,  # what the family's spec keeps in float (int8_float_nodes)
-            version_dir=model_version.path,
-            progress=progress,
-            card=card,
-        )
+        search = None
+        if target_agreement is None:
+            result = quantize_int8(
+                fp32,
+                calibration.path,
+                Path(workdir) / "int8.onnx",
+                method=method,
+                keep_input_layers_float=True,  # what the family's spec keeps in float (int8_float_nodes)
+                version_dir=model_version.path,
+                progress=progress,
+                card=card,
+            )
+        else:
+            result, search = search_int8(
+                fp32,
+                calibration.path,
+                Path(workdir) / "int8.onnx",
+                card,
+                target_agreement=target_agreement,
+                methods=tuple(methods or METHODS),
+                heldout_fraction=heldout_fraction,
+                version_dir=model_version.path,
+                log=log,
+            )
         check_qdq_graph(result.path)
-        info = result.calibration.model_copy(update={"source": source_description, "source_sha256": source_sha256})
+        update = {"source": source_description, "source_sha256": source_sha256, "search": search}
+        info = result.calibration.model_copy(update=update)
         model_version.add_variant(
             "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=info
         )

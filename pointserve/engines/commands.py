@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pointserve.arguments import add_model_version_args
+from pointserve.calibration.commands import add_search_args, search_options
 from pointserve.calibration.quantize import METHODS
 from pointserve.calibration.sources import CALIBRATION_DATA_HELP
 from pointserve.repository.manifest import BACKENDS
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calib.add_argument("--calibration-seed", type=int, default=None)
     calib.add_argument("--data-root", help="folder of an on-disk training dataset (for the calibration set)")
     calib.add_argument("--calibration-data", metavar="SPEC", help=CALIBRATION_DATA_HELP)
+    add_search_args(calib)
     trt = build.add_argument_group("tensorrt")
     for flag in ("min-batch", "opt-batch", "max-batch", "min-points", "opt-points", "max-points"):
         trt.add_argument(f"--{flag}", type=int, dest=flag.replace("-", "_"))
@@ -79,6 +81,9 @@ def _build(args: argparse.Namespace) -> int:
         if value is not None
     }
     calibration["progress"] = True
+    calibration.update(search_options(args))
+    if "target_agreement" in calibration:
+        calibration["log"] = console.print
     if args.data_root:
         calibration["dataset_root"] = args.data_root
     if args.calibration_data:

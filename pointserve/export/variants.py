@@ -57,12 +57,14 @@ def _build_fp16(model_version: ModelVersion, workdir: Path) -> None:
 def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -> None:
     """Calibration set under ``<version>/calibration/`` (reused when its recipe matches) + the Q/DQ graph.
 
-    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, calibration_data, progress.
+    ``calibration`` keys: method (minmax), num_samples, seed, dataset_root, calibration_data, progress, log, and
+    for the accuracy-guarded search target_agreement, methods, heldout_fraction.
     """
     from pointserve.calibration.variant import make_int8_variant
 
     _fp32_path(model_version)
-    keys = ("method", "num_samples", "seed", "dataset_root", "calibration_data", "progress")
+    keys = ("method", "num_samples", "seed", "dataset_root", "calibration_data", "progress", "log")
+    keys += ("target_agreement", "methods", "heldout_fraction")
     make_int8_variant(model_version, workdir=workdir, **{k: calibration[k] for k in keys if k in calibration})
 
 

@@ -142,6 +142,10 @@ def _show(args: argparse.Namespace) -> int:
             v.name, v.precision, v.backend, v.file, _size(v.size_bytes), status, built_text, calib_text, acc_text
         )
     console.print(variants)
+    for v in manifest.variants:
+        if v.calibration is not None and v.calibration.search is not None:
+            console.print(f"[b]{v.name}[/b]:", end=" ")
+            print_search(console, v.calibration.search)
     if manifest.reference_accuracy is not None:
         ref = manifest.reference_accuracy
         second = (
@@ -159,3 +163,25 @@ def _show(args: argparse.Namespace) -> int:
     if leftovers:
         console.print(f"[yellow]{len(leftovers)} leftover temporary file(s) of interrupted writes (safe to delete)")
     return 0
+
+
+def print_search(console, search) -> None:
+    """What ``--target-agreement`` tried and kept in float (also ``pointserve repo show``)."""
+    from rich.table import Table
+
+    verdict = "[green]reached[/green]" if search.reached_target else "[red]NOT reached[/red]"
+    console.print(
+        f"int8 search: target agreement {search.target_agreement} {verdict}: held-out agreement "
+        f"{search.heldout_agreement:.4f} ({search.heldout_samples} held-out / {search.calibration_samples} "
+        f"calibration clouds), mean |Δlogit| {search.heldout_mean_abs_logit_diff:.4f}, method {search.method} "
+        f"(tried {', '.join(search.methods_tried)}; {len(search.trials)} graphs in {search.elapsed_s:.0f}s)"
+    )
+    if search.float_nodes:
+        table = Table(title="kept in float")
+        for column in ("node", "op", "why"):
+            table.add_column(column)
+        for node in search.float_nodes:
+            table.add_row(node.name, node.op_type, node.reason)
+        console.print(table)
+    else:
+        console.print("every quantisable node is int8")

@@ -46,6 +46,40 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Int8FloatNode(_Record):
+    """A node the accuracy-guarded int8 search kept in float, and why."""
+
+    name: str
+    op_type: str
+    reason: str
+
+
+class Int8Trial(_Record):
+    """One int8 graph the search tried, judged on the held-out calibration clouds."""
+
+    method: str
+    label: str = Field(description="what was tried: 'all int8', 'family rule', '+ NODE alone', 'greedy: K float nodes'")
+    float_nodes: int
+    agreement: float
+    mean_abs_logit_diff: float
+
+
+class Int8Search(_Record):
+    """The record of ``calibrate --target-agreement``: what was tried and what was kept in float."""
+
+    target_agreement: float
+    reached_target: bool
+    method: str = Field(description="the calibration method of the chosen graph")
+    heldout_agreement: float = Field(description="argmax agreement with fp32 on the held-out part (clouds or points)")
+    heldout_mean_abs_logit_diff: float
+    calibration_samples: int = Field(description="clouds that computed the ranges")
+    heldout_samples: int = Field(description="clouds the search was judged on (never the test split)")
+    methods_tried: list[str]
+    float_nodes: list[Int8FloatNode] = Field(default_factory=list)
+    trials: list[Int8Trial] = Field(default_factory=list)
+    elapsed_s: float
+
+
 class CalibrationInfo(_Record):
     method: Literal["minmax", "entropy", "percentile"]
     num_samples: int
@@ -54,6 +88,7 @@ class CalibrationInfo(_Record):
     file: str = Field(description="path of the calibration set, relative to the version folder")
     source: str | None = Field(default=None, description="where the clouds came from, e.g. 'folder /data/x (37 files)'")
     source_sha256: str | None = Field(default=None, description="content hash of the source clouds (points, labels)")
+    search: Int8Search | None = Field(default=None, description="the accuracy-guarded search, when one chose the graph")
 
 
 class BuildInfo(_Record):
