@@ -27,6 +27,7 @@ from .wire import (
     predict_file_request,
     predict_many_request,
     predict_request,
+    render_request,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -79,6 +80,10 @@ class PointServeClient:
         """Classify or segment one (N, C) cloud. ``options``: category, top_k, return_probabilities,
         return_logits. ``encoding``: "binary" (float32 bytes), "json" or "npy"."""
         return parse_predict(self._send(predict_request(model, points, encoding=encoding, **options)))
+
+    def render(self, model: str, points: Any, *, category: str | int | None = None) -> bytes:
+        """A PNG of one (N, C) cloud coloured by the labels a segmentation model predicts (``render=png``)."""
+        return check(self._send(render_request(model, points, category=category))).content
 
     def predict_many(self, model: str, clouds: Sequence[Any], **options: Any) -> list[Result]:
         """Several clouds in one request (JSON ``instances``), answers in order; ``categories=`` per cloud."""
@@ -150,6 +155,9 @@ class AsyncPointServeClient:
 
     async def predict(self, model: str, points: Any, *, encoding: str = "binary", **options: Any) -> Result:
         return parse_predict(await self._send(predict_request(model, points, encoding=encoding, **options)))
+
+    async def render(self, model: str, points: Any, *, category: str | int | None = None) -> bytes:
+        return check(await self._send(render_request(model, points, category=category))).content
 
     async def predict_many(self, model: str, clouds: Sequence[Any], **options: Any) -> list[Result]:
         return parse_predict(await self._send(predict_many_request(model, clouds, **options)))

@@ -18,7 +18,7 @@ import io
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,12 @@ def infer_request(
         return RequestSpec("POST", path, header, headers={"content-type": "application/json"})
     headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
     return RequestSpec("POST", path, header + b"".join(chunks), headers=headers)
+
+
+def render_request(model: str, points: Any, *, category: str | int | None = None) -> RequestSpec:
+    """One cloud as float32 bytes with ``render=png``: the answer is a PNG, not JSON."""
+    spec = predict_request(model, points, category=category)
+    return replace(spec, params={**spec.params, "render": "png"})
 
 
 def check(response: httpx.Response) -> httpx.Response:

@@ -126,3 +126,12 @@ def test_async_client_concurrent_requests(server_url, models, cloud):
         for c, answer in zip(clouds, answers, strict=True):
             assert sync.predict(models["classifier"], c).label == answer.label
     assert logits.shape == (3, 4) and isinstance(uploaded, ClassificationResult)
+
+
+def test_render_answers_the_servers_png_of_the_predicted_parts(client, models, cloud):
+    pytest.importorskip("matplotlib")
+    png = client.render(models["segmenter"], cloud, category="lamp")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(PointServeHTTPError) as classifier:
+        client.render(models["classifier"], cloud)
+    assert classifier.value.status_code == 400 and "segmented cloud" in classifier.value.message
