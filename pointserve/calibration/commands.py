@@ -86,15 +86,19 @@ def _calibrate(args: argparse.Namespace) -> int:
         **search_options(args),
     )
     calibration = result.calibration
+    used = f"{calibration.num_samples} clouds"
+    if calibration.search is not None:
+        used = f"{calibration.num_samples} clouds calibrate, {calibration.search.heldout_samples} held out"
     console.print(
-        f"calibration set {version.path / calibration.file} ({calibration.num_samples} clouds x "
+        f"calibration set {version.path / calibration.file} ({used} x "
         f"{version.card.num_points} points, seed {calibration.seed}, sha256 {calibration.data_hash[:16]}...) "
         f"from {calibration.source}"
     )
     summary = check_qdq_graph(result.path)  # the placed file: the counts below describe what is served
     scales = "reused from cache" if result.cache_hit else "computed"
     console.print(
-        f"int8 variant of {version.name} v{version.version}: {args.method} scales {scales} ({result.cache_path.name}), "
+        f"int8 variant of {version.name} v{version.version}: {result.method} scales {scales} "
+        f"({result.cache_path.name}), "
         f"{summary.quantize_nodes} Q / {summary.dequantize_nodes} DQ nodes, {summary.per_channel_weights} per-channel "
         f"weights, all zero points 0, in {result.elapsed_s:.1f}s"
     )

@@ -127,7 +127,56 @@ def make_int8_variant(
         model_version.add_variant(
             "int8", result.path, precision="int8", backend="onnxruntime", source="fp32", calibration=info
         )
+    from pointserve.calibration.cpu_int8 import CPU_INT8_VARIANT
+
+    if model_version.has_variant(CPU_INT8_VARIANT):  # derived from int8: keep the two the same calibration
+        make_int8_cpu_variant(model_version)
     return replace(result, path=model_version.variant_path("int8", verify=False), calibration=info)
 
 
-__all__ = ["NO_DATASET_HINT", "make_int8_variant"]
+def make_int8_cpu_variant(model_version: ModelVersion, *, workdir: Path | None = None) -> Path:
+    """Store the ``int8-cpu`` variant: the ``int8`` variant's calibration in ONNX Runtime's fast CPU form.
+
+    Same calibration set, method, ranges and float nodes as ``int8`` (built first if missing, with the defaults);
+    only the form differs (:mod:`pointserve.calibration.cpu_int8`). The ranges come from the scale cache, so no
+    calibration inference runs when ``int8`` was just built. Returns the placed file.
+    """
+    import onnx
+
+    from pointserve.calibration.cpu_int8 import CPU_INT8_VARIANT, quantize_int8_cpu
+    from pointserve.calibration.quantize import quantize_int8
+    from pointserve.models.registry import get_spec
+
+    if not model_version.has_variant("int8"):
+        make_int8_variant(model_version)
+    record = model_version.variant("int8").calibration
+    if record is None:
+        raise CalibrationError(f"{model_version.name} v{model_version.version}: the int8 variant has no calibration")
+    fp32 = model_version.variant_path("fp32")
+    card = model_version.card
+    if record.search is not None:
+        float_nodes = [n.name for n in record.search.float_nodes]
+    else:  # what quantize_int8(keep_input_layers_float=True) kept in float
+        float_nodes = get_spec(card.architecture).int8_float_nodes(onnx.load(str(fp32)), card)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=model_version.path, prefix=".int8-")))
+        # The int8 recipe again finds its ranges in the scale cache (a sub-second rewrite) and says where they are.
+        again = quantize_int8(
+            fp32,
+            model_version.path / record.file,
+            Path(workdir) / "int8-again.onnx",
+            method=record.method,
+            max_samples=record.num_samples,
+            card=card,
+        )
+        out = quantize_int8_cpu(
+            fp32, again.cache_path, Path(workdir) / "int8-cpu.onnx", method=record.method, exclude_nodes=float_nodes
+        )
+        model_version.add_variant(
+            CPU_INT8_VARIANT, out, precision="int8", backend="onnxruntime", source="fp32", calibration=record
+        )
+    return model_version.variant_path(CPU_INT8_VARIANT, verify=False)
+
+
+__all__ = ["NO_DATASET_HINT", "make_int8_cpu_variant", "make_int8_variant"]

@@ -1,7 +1,8 @@
 """The ONNX precision variants of a model version, in one place: fp32 comes from ``pointserve export``; fp16 is
 converted from it (:func:`pointserve.export.fp16.convert_to_fp16`); int8 is calibrated and quantized from it by
 the one int8 path (:func:`pointserve.calibration.variant.make_int8_variant`, which ``pointserve calibrate``
-calls too). tf32 needs no file of its own (it is the fp32 graph; it differs only in TensorRT).
+calls too), and ``int8-cpu`` is that int8 calibration in ONNX Runtime's fast CPU form. tf32 needs no file of
+its own (it is the fp32 graph; it differs only in TensorRT).
 
 Every file goes through :meth:`ModelVersion.add_variant` (atomic placement, hash recorded), and a variant that
 already exists is kept unless ``force``. ``pointserve build`` calls this first, then builds TensorRT plans.
@@ -28,13 +29,22 @@ class BuildStep:
     detail: str = ""
 
 
+# The CPU-only int8 form (pointserve.calibration.cpu_int8), built from the int8 variant; ONNX Runtime only.
+CPU_INT8 = "int8-cpu"
+ONNX_VARIANTS = (*ONNX_PRECISIONS, CPU_INT8)
+
+
 def expand_precisions(precision: str | Sequence[str], backend: str) -> list[str]:
-    """``"all"`` -> every precision of the backend (ONNX files for onnxruntime, all four otherwise); validates."""
+    """``"all"`` -> every variant of the backend (the ONNX files for onnxruntime, ``int8-cpu`` included; the four
+    precisions otherwise); validates."""
     names = [precision] if isinstance(precision, str) else list(precision)
     if names == ["all"]:
-        return list(ONNX_PRECISIONS if backend == "onnxruntime" else PRECISIONS)
+        return list(ONNX_VARIANTS if backend == "onnxruntime" else PRECISIONS)
     for name in names:
-        onnx_variant_for(name)  # ConfigError for unknown names
+        if name == CPU_INT8 and backend != "onnxruntime":
+            raise ConfigError(f"{CPU_INT8} is an ONNX Runtime CPU form; TensorRT builds int8 from the int8 variant")
+        if name != CPU_INT8:
+            onnx_variant_for(name)  # ConfigError for unknown names
     return names
 
 
@@ -70,7 +80,7 @@ def _build_int8(model_version: ModelVersion, workdir: Path, calibration: dict) -
 
 def ensure_onnx_variants(
     model_version: ModelVersion,
-    precisions: Sequence[str] = ONNX_PRECISIONS,
+    precisions: Sequence[str] = ONNX_VARIANTS,
     *,
     force: bool = False,
     calibration: dict | None = None,
@@ -100,10 +110,14 @@ def ensure_onnx_variants(
                 _build_fp16(model_version, workdir)
             elif precision == "int8":
                 _build_int8(model_version, workdir, calibration or {})
+            elif precision == CPU_INT8:
+                from pointserve.calibration.variant import make_int8_cpu_variant
+
+                make_int8_cpu_variant(model_version, workdir=workdir)
             else:
                 raise ConfigError(f"unknown ONNX precision {precision!r}")
             steps.append(BuildStep(precision, "built", time.perf_counter() - start))
     return steps
 
 
-__all__ = ["BuildStep", "ensure_onnx_variants", "expand_precisions"]
+__all__ = ["CPU_INT8", "ONNX_VARIANTS", "BuildStep", "ensure_onnx_variants", "expand_precisions"]
