@@ -67,38 +67,44 @@ class _Scored:
 
 
 class _HeldOut:
-    """The held-out clouds, the fp32 graph's answers on them, and how an int8 graph's answers compare."""
+    """The held-out clouds, the fp32 graph's answers on them, and how an int8 graph's answers compare.
+
+    Plain ONNX Runtime CPU sessions fed through the family's preprocessor and collate policy (as calibration
+    feeds them): the engines layer sits above calibration.
+    """
 
     def __init__(self, card: ModelCard, points: np.ndarray, labels: np.ndarray, fp32_onnx: Path, threads: int | None):
-        from pointserve.engines.evaluate import EvalSet
-
         self.card, self.threads = card, threads
-        self.data = EvalSet(card.dataset or "calibration", points, labels, None)
+        self.points, self.labels = points, labels
         self.reference = self.logits(fp32_onnx)
         self.reference_pred = self._predictions(self.reference)
 
     def _predictions(self, logits: np.ndarray) -> np.ndarray:
         from pointserve.metrics import card_predictions
 
-        return card_predictions(self.card, logits, self.data.labels)
+        return card_predictions(self.card, logits, self.labels)
 
     def logits(self, onnx_path: Path) -> np.ndarray:
-        from pointserve.engines.evaluate import run_batched
-        from pointserve.engines.limits import limits_for_card
-        from pointserve.engines.onnxruntime.runner import OnnxRuntimeRunner
+        """Shapes: (H, K) or (H, N, P)"""
+        import onnxruntime as ort
+
+        from pointserve.models.collate import batch_inputs, split
         from pointserve.models.registry import get_spec
 
         spec = get_spec(self.card.architecture)
-        runner = OnnxRuntimeRunner(
-            onnx_path,
-            spec.inputs(self.card),
-            spec.outputs(self.card),
-            limits_for_card(self.card, max_batch=EVAL_BATCH),
-            intra_op_threads=self.threads,
-            name=f"int8 search:{onnx_path.name}",
-        )
-        with runner:
-            return run_batched(runner, self.card, self.data, EVAL_BATCH)
+        names = [o.name for o in spec.outputs(self.card)]
+        options = ort.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        logits: list[np.ndarray] = []
+        for start in range(0, len(self.points), EVAL_BATCH):
+            stop = start + EVAL_BATCH
+            categories = self.labels[start:stop].tolist() if self.card.needs_category else None
+            feeds, layout = batch_inputs(spec, self.card, list(self.points[start:stop]), categories)
+            outputs = dict(zip(names, session.run(names, feeds), strict=True))
+            logits.extend(cloud[names[0]] for cloud in split(spec, self.card, outputs, layout))
+        return np.stack(logits)
 
     def compare(self, onnx_path: Path) -> tuple[float, float]:
         """``(agreement, mean |Δlogit|)`` of the graph at ``onnx_path`` against fp32."""
