@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "pointserve.repository.commands",
     "pointserve.service.commands",
     "pointserve.bench.commands",
+    "pointserve.deploy.commands",
     "pointserve.quickstart",
 )
 

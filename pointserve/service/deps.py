@@ -61,6 +61,28 @@ def find_model(state: ServiceState, name: str) -> ServedModel:
     return served
 
 
+def check_version(served: ServedModel, version: str) -> ServedModel:
+    if version != str(served.version):
+        raise ModelNotFoundError(
+            f"model {served.name!r} version {version[:32]!r} is not served (serving version {served.version}; "
+            f"repository has {served.versions})"
+        )
+    return served
+
+
+async def get_model(request: Request, model: Annotated[str, Path(description="model name")]) -> ServedModel:
+    """The model, whatever its state (readiness, config and statistics answer while it loads or drains)."""
+    return find_model(request.app.state.service, model)
+
+
+async def get_model_version(
+    request: Request,
+    model: Annotated[str, Path(description="model name")],
+    version: Annotated[str, Path(description="model version (only the served one is available)")],
+) -> ServedModel:
+    return check_version(find_model(request.app.state.service, model), version)
+
+
 async def get_served_model(request: Request, model: Annotated[str, Path(description="model name")]) -> ServedModel:
     served = find_model(request.app.state.service, model)
     if served.state not in _SERVING_STATES:
@@ -73,15 +95,11 @@ async def get_served_version(
     model: Annotated[str, Path(description="model name")],
     version: Annotated[str, Path(description="model version (only the served one is available)")],
 ) -> ServedModel:
-    served = await get_served_model(request, model)
-    if version != str(served.version):
-        raise ModelNotFoundError(
-            f"model {served.name!r} version {version[:32]!r} is not served (serving version {served.version}; "
-            f"repository has {served.versions})"
-        )
-    return served
+    return check_version(await get_served_model(request, model), version)
 
 
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+ModelVersionDep = Annotated[ServedModel, Depends(get_model_version)]
 ServedModelDep = Annotated[ServedModel, Depends(get_served_model)]
 ServedVersionDep = Annotated[ServedModel, Depends(get_served_version)]
 

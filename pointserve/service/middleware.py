@@ -3,8 +3,9 @@
 Per request it: assigns the request id (the client's ``X-Request-ID`` when sane, else a new one) and returns
 it as a header; refuses new work with 503 while the server drains on SIGTERM (health and metrics stay
 open); refuses a body over ``max_body_bytes`` — at once when ``Content-Length`` says so, else as soon as the
-streamed bytes pass the limit, never after reading it all; counts requests in flight; records metrics and
-writes one structured access-log line. A client at fault is never a 5xx: a declared body that stalls past
+streamed bytes pass the limit, never after reading it all; inflates a gzip / deflate body as it streams in
+(:mod:`pointserve.service.compression`: the same limit on the inflated bytes); counts requests in flight; records
+metrics and writes one structured access-log line. A client at fault is never a 5xx: a declared body that stalls past
 ``body_timeout_s`` is answered 408 (``Connection: close``), a client that goes away (during the upload, while its
 answer is prepared, or before it has it) is recorded as 499; both are logged at info and counted as drops
 (``client_timeout``, ``client_disconnected``).
@@ -21,7 +22,8 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pointserve.errors import PayloadTooLargeError
+from pointserve.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from pointserve.service.compression import BodyDecoder
 from pointserve.service.connections import BodyTimeout, connection_of, receive_within
 from pointserve.service.logs import request_id_var
 from pointserve.service.routes.common import CLIENT_CLOSED_REQUEST
@@ -43,14 +45,18 @@ def _request_id(scope: Scope) -> str:
     return f"{random.getrandbits(128):032x}"  # an id, not a secret: no need for os.urandom's system call
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, str | None]:
+    """``Content-Length`` (None when absent or not a number) and ``Content-Encoding``, in one pass."""
+    length = encoding = None
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif name == b"content-encoding":
+            encoding = value.decode("latin-1")
+    return length, encoding
 
 
 class ServiceMiddleware:
@@ -90,6 +96,7 @@ class ServiceMiddleware:
 
         limit, received = settings.max_body_bytes, 0
         body_timeout_s, body_done = settings.body_timeout_s, False
+        decoder: BodyDecoder | None = None  # a gzip / deflate body, inflated as it arrives (same limit)
 
         async def receive_limited() -> Message:
             nonlocal received, body_done, fault, stage
@@ -100,6 +107,10 @@ class ServiceMiddleware:
                 if received > limit:
                     raise PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
                 body_done = body_done or not message.get("more_body", False)
+                if decoder is not None:
+                    message = {**message, "body": decoder.feed(message.get("body", b""))}
+                    if body_done:
+                        decoder.finish()
             elif message["type"] == "http.disconnect" and not answered and fault is None:
                 fault = "client_disconnected"
                 stage = "while its answer was prepared (queued or computing)" if body_done else "during the upload"
@@ -113,12 +124,22 @@ class ServiceMiddleware:
                     send_with_headers, 503, "the server is shutting down; retry later", settings.retry_after_s
                 )
                 return
-            length = _content_length(scope)
+            length, encoding = _body_headers(scope)
             if length is not None and length > limit:
                 await _refuse(
                     send_with_headers, 413, f"request body of {length} bytes is larger than the limit of {limit}"
                 )
                 return
+            if encoding is not None:
+                try:
+                    decoder = BodyDecoder.for_header(encoding, limit)
+                except UnsupportedMediaTypeError as exc:
+                    await _refuse(send_with_headers, 415, str(exc))
+                    return
+                if decoder is not None:  # the app sees the inflated body, as behind a decoding proxy
+                    scope["headers"] = [
+                        (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
+                    ]
             # Admission on the request line, before a byte of the body is read (see core/admission.py).
             inference_model = _inference_model(scope)
             served = state.models.get(inference_model) if inference_model is not None else None

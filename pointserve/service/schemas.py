@@ -230,6 +230,57 @@ class InferResponse(BaseModel):
     outputs: list[InferOutput]
 
 
+class TritonTensorConfig(BaseModel):
+    name: str
+    data_type: str = Field(description='"TYPE_FP32", "TYPE_INT64"')
+    dims: list[int] = Field(description="without the batch dimension when max_batch_size > 0; -1 = any size")
+    reshape: dict[str, list[int]] | None = Field(None, description="a (batch,) tensor: dims [1], reshape []")
+
+
+class TritonModelConfig(BaseModel):
+    """Triton's ``ModelConfig`` in protobuf-JSON (the fields pointserve fills; see model_config.proto)."""
+
+    name: str
+    platform: str
+    backend: str
+    version_policy: dict[str, Any]
+    max_batch_size: int = Field(description="0: no batching (the tensors do not all start with the batch)")
+    input: list[TritonTensorConfig]
+    output: list[TritonTensorConfig]
+    dynamic_batching: dict[str, Any] | None = Field(
+        None, description="max_queue_delay_microseconds, preferred_batch_size"
+    )
+    instance_group: list[dict[str, Any]]
+
+
+class TritonStatistics(BaseModel):
+    model_stats: list[dict[str, Any]] = Field(
+        description="per model: name, version, last_inference (ms), inference_count (clouds), execution_count "
+        "(batches), inference_stats {success, fail, queue, compute_input, compute_infer, compute_output, cache_hit, "
+        "cache_miss: {count, ns}}, batch_stats [{batch_size, compute_input, compute_infer, compute_output}]"
+    )
+
+
+class RepositoryIndexEntry(BaseModel):
+    name: str
+    version: str | None = Field(None, description="the served version; absent for a model not served")
+    state: str = Field(description="READY, LOADING, UNLOADING or UNAVAILABLE")
+    reason: str
+
+
+REPOSITORY_INDEX_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"ready": {"type": "boolean", "description": "only the models ready for inference"}},
+            }
+        }
+    },
+}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (

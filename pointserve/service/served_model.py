@@ -11,20 +11,24 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from pointserve.card import ModelCard
+from pointserve.engines.backends import oip_platform
 from pointserve.engines.base import Runner
 from pointserve.errors import ConfigError, EngineError, InputError
 from pointserve.models.registry import get_spec
-from pointserve.models.spec import ArchitectureSpec
+from pointserve.models.spec import ArchitectureSpec, request_specs
 from pointserve.repository.manifest import Variant
 from pointserve.repository.store import ModelVersion, Repository
+from pointserve.repository.triton import Scheduling, model_config
 from pointserve.service.core.admission import AdmissionControl, BatchProfile, measure_batch_profile
 from pointserve.service.core.batcher import DynamicBatcher, ObserverChain
 from pointserve.service.core.clouds import Cloud, group_key, prepare_cloud, run_batch
+from pointserve.service.core.statistics import BatchPhases, ModelStatistics
 from pointserve.service.metrics import ServiceMetrics
 from pointserve.service.settings import BatchingSettings, Settings
 
@@ -53,6 +57,7 @@ class ServedModel:
     batcher: DynamicBatcher[Cloud, np.ndarray] | None = None
     profile: BatchProfile | None = None
     admission: AdmissionControl | None = None
+    statistics: ModelStatistics = field(default_factory=ModelStatistics)
 
     @property
     def name(self) -> str:
@@ -130,13 +135,20 @@ class ServedModel:
         Big clouds are prepared off the event loop (normalising, resampling and the family's preprocessor
         are numpy work); each cloud then joins the model's dynamic batcher on its own.
         """
-        clouds = []
-        for points, category in items:
-            if len(points) > THREAD_WORK_POINTS:
-                clouds.append(await asyncio.to_thread(self.prepare, points, category))
-            else:
-                clouds.append(self.prepare(points, category))
-        return clouds, await self.infer(clouds)
+        started, ok = time.perf_counter_ns(), False
+        try:
+            clouds = []
+            for points, category in items:
+                if len(points) > THREAD_WORK_POINTS:
+                    clouds.append(await asyncio.to_thread(self.prepare, points, category))
+                else:
+                    clouds.append(self.prepare(points, category))
+            self.statistics.prepare.add(time.perf_counter_ns() - started, len(clouds))
+            logits = await self.infer(clouds)
+            ok = True
+            return clouds, logits
+        finally:
+            self.statistics.request_done(started, ok)
 
     async def infer(self, clouds: list[Cloud]) -> list[np.ndarray]:
         """Logits for each cloud ((K,) or (n, P)), in order; each cloud is batched with other requests'."""
@@ -152,9 +164,10 @@ class ServedModel:
             for task in tasks:  # one failed (or we were cancelled): the others need not be computed
                 task.cancel()
 
-    def run_batch(self, runner: Runner, clouds: list[Cloud]) -> list[np.ndarray]:
-        """The batcher's handler (runs in a worker thread): collate by the family's policy, infer, split."""
-        return run_batch(self.spec, self.card, runner, clouds)
+    def run_batch(self, runner: Runner, clouds: list[Cloud], phases: BatchPhases | None = None) -> list[np.ndarray]:
+        """The batcher's handler (runs in a worker thread): collate by the family's policy, infer, split;
+        ``phases``: the instance's statistics (None for the start-up profile, which is no inference)."""
+        return run_batch(self.spec, self.card, runner, clouds, phases)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def measure_profile(self) -> BatchProfile:
@@ -190,14 +203,17 @@ class ServedModel:
         largest = b.preferred_batch_size or self.profile.largest_efficient_batch_size
         batch_points = min(largest, self.max_batch_size) * self.profile.num_points
         self.batcher = DynamicBatcher(
-            [lambda clouds, runner=runner: self.run_batch(runner, clouds) for runner in self.runners],
+            [
+                partial(self.run_batch, runner, phases=self.statistics.for_instance(i))
+                for i, runner in enumerate(self.runners)
+            ],
             max_batch_size=self.max_batch_size,
             max_queue_delay_ms=b.max_queue_delay_ms,
             max_points_per_batch=min(b.max_points_per_batch, batch_points),
             max_queue_size=b.max_queue_size or max(4 * admission.limit, self.max_instances_per_request),
             request_timeout_s=b.request_timeout_s or max(2.0, 20 * admission.budget_s),
             name=self.name,
-            observer=ObserverChain((metrics.observer(self.name), admission)),
+            observer=ObserverChain((metrics.observer(self.name), admission, self.statistics)),
             padded=self.spec.collate != "concat",
         )
         await self.batcher.start()
@@ -214,6 +230,33 @@ class ServedModel:
             runner.close()
         self.state = "stopped"
         metrics.set_state(self.name, "stopped")
+
+    @property
+    def instance_kind(self) -> str:
+        """Triton's instance kind: GPU for TensorRT and for ONNX Runtime on a GPU provider."""
+        providers = set(getattr(self.runners[0], "active_providers", ()) or ()) if self.runners else set()
+        on_gpu = self.backend == "tensorrt" or bool(providers - {"CPUExecutionProvider"})
+        return "KIND_GPU" if on_gpu else "KIND_CPU"
+
+    def triton_config(self) -> dict[str, Any]:
+        """Triton's model config of what clients exchange with this model (``GET /v2/models/{m}/config``; the OIP
+        metadata is read from it): the request tensors (raw clouds in, logits out), this model's batching."""
+        inputs, outputs = request_specs(self.card)
+        b = self.batching
+        if self.admission is not None:
+            preferred: tuple[int, ...] = (self.admission.preferred_batch_size,)
+        else:
+            preferred = (b.preferred_batch_size,) if b.preferred_batch_size else ()
+        scheduling = Scheduling(
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_us=round(b.max_queue_delay_ms * 1000),
+            preferred_batch_sizes=preferred,
+            instance_kind=self.instance_kind,
+            instance_count=len(self.runners),
+        )
+        return model_config(
+            self.name, platform=oip_platform(self.backend), inputs=inputs, outputs=outputs, scheduling=scheduling
+        )
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models/{model}`` answers."""

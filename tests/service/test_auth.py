@@ -27,7 +27,17 @@ def test_health_and_docs_stay_open(secured):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models", f"/v1/models/{CLASSIFIER}", "/v2", f"/v2/models/{CLASSIFIER}", "/metrics"]
+    "path",
+    [
+        "/v1/models",
+        f"/v1/models/{CLASSIFIER}",
+        "/v2",
+        f"/v2/models/{CLASSIFIER}",
+        f"/v2/models/{CLASSIFIER}/config",
+        f"/v2/models/{CLASSIFIER}/stats",
+        "/v2/models/stats",
+        "/metrics",
+    ],
 )
 def test_everything_else_needs_the_key(secured, path):
     missing = secured.get(path)
@@ -35,6 +45,12 @@ def test_everything_else_needs_the_key(secured, path):
     assert missing.headers["www-authenticate"] == "Bearer"
     assert secured.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert secured.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_repository_index_needs_the_key(secured):
+    assert secured.post("/v2/repository/index").status_code == 401
+    index = secured.post("/v2/repository/index", headers={"Authorization": f"Bearer {KEY}"})
+    assert index.status_code == 200 and CLASSIFIER in {entry["name"] for entry in index.json()}
 
 
 def test_predict_with_the_key(secured):

@@ -37,7 +37,7 @@ def test_live_ready_and_metadata(triton):
     assert metadata["versions"] == ["1"] and metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"] == [
         {"name": "points", "datatype": "FP32", "shape": [-1, -1, 3]},
-        {"name": "category", "datatype": "INT64", "shape": [-1]},
+        {"name": "category", "datatype": "INT64", "shape": [-1, 1]},  # Triton's form of a (B,) tensor: dims [1]
     ]
     assert metadata["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, -1, 6]}]
     assert triton.get_model_metadata(CLASSIFIER, model_version="1")["name"] == CLASSIFIER

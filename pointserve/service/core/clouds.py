@@ -13,6 +13,7 @@ Shapes:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -26,6 +27,7 @@ from pointserve.engines.base import Runner
 from pointserve.errors import EngineError, InputError, PayloadTooLargeError
 from pointserve.models.collate import cloud_inputs, collate, split
 from pointserve.models.spec import ArchitectureSpec
+from pointserve.service.core.statistics import BatchPhases
 
 # Fixed seed: the same oversized cloud is always resampled the same way (answers are reproducible).
 RESAMPLE_SEED = 0
@@ -269,19 +271,28 @@ def group_key(spec: ArchitectureSpec, cloud: Cloud) -> int | None:
     return len(cloud.points) if spec.collate == "bucket" else None
 
 
-def run_batch(spec: ArchitectureSpec, card: ModelCard, runner: Runner, clouds: list[Cloud]) -> list[np.ndarray]:
-    """Collate the clouds by the family's policy, infer, and split the first output (the logits) per cloud.
+def run_batch(
+    spec: ArchitectureSpec, card: ModelCard, runner: Runner, clouds: list[Cloud], phases: BatchPhases | None = None
+) -> list[np.ndarray]:
+    """Collate the clouds by the family's policy, infer, and split the first output (the logits) per cloud;
+    ``phases`` (the instance's statistics) gets the three steps' times of a successful batch.
 
     Shapes: returns (K,) or (n_i, P) per cloud.
     """
+    started = time.perf_counter_ns()
     feeds, layout = collate(spec, card, [cloud.inputs for cloud in clouds])
+    collated = time.perf_counter_ns()
     outputs = runner.infer(feeds)
+    inferred = time.perf_counter_ns()
     name = runner.output_names[0]
     try:
         per_cloud = split(spec, card, outputs, layout)
     except InputError as exc:  # the engine answered the wrong shape: the server's fault, not the client's
         raise EngineError(f"runner {runner.name!r}: {exc}") from None
-    return [answers[name] for answers in per_cloud]
+    logits = [answers[name] for answers in per_cloud]
+    if phases is not None:
+        phases.add(len(clouds), collated - started, inferred - collated, time.perf_counter_ns() - inferred)
+    return logits
 
 
 def source_rows(cloud: Cloud) -> np.ndarray | None:

@@ -1,27 +1,31 @@
 """Open Inference Protocol (KServe v2, what Triton speaks): server and model metadata, readiness, infer.
 
 Inputs are the request tensors of every family — ``points`` (B, N, C) FP32 raw coordinates (the server
-normalises and runs the family's preprocessor, as for /v1) and, for part segmentation, ``category`` (B,)
-INT64 — and the output is ``logits``: (B, K), or (B, N, P) with a row for every input point. Each cloud of B
-joins the model's dynamic batcher on its own and goes through the same ``ServedModel.predict`` as /v1.
+normalises and runs the family's preprocessor, as for /v1) and, for part segmentation, ``category`` INT64 with
+one id per cloud ((B, 1) as the metadata says, Triton's form; (B,) is taken too) — and the output is ``logits``:
+(B, K), or (B, N, P) with a row for every input point. Each cloud of B joins the model's dynamic batcher on its
+own and goes through the same ``ServedModel.predict`` as /v1. An infer answer is compressed (gzip or deflate)
+when the request's ``Accept-Encoding`` asks for it; compressed requests are inflated by the middleware.
+Triton's config, statistics and repository index are in :mod:`~pointserve.service.routes.triton`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from pointserve import __version__
-from pointserve.engines.backends import oip_platform
-from pointserve.errors import InputError, ModelNotFoundError
+from pointserve.errors import InputError
 from pointserve.models.spec import request_specs
+from pointserve.repository.triton import metadata_shape
 from pointserve.service.codecs_v2 import HEADER_LENGTH, decode_infer_request, encode_infer_response
+from pointserve.service.compression import compress, response_encoding
 from pointserve.service.core.answers import full_logits
 from pointserve.service.core.clouds import check_category, check_points, refuse, too_many_clouds
-from pointserve.service.deps import Authorized, ServedModelDep, ServedVersionDep, StateDep, find_model
+from pointserve.service.deps import Authorized, ModelDep, ModelVersionDep, ServedModelDep, ServedVersionDep
 from pointserve.service.routes.common import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,
@@ -39,8 +43,13 @@ from pointserve.service.schemas import (
 from pointserve.service.served_model import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"], dependencies=[Authorized])
-EXTENSIONS = ["binary_tensor_data"]
-_DATATYPE = {"float32": "FP32", "float16": "FP16", "int64": "INT64", "int32": "INT32"}
+# Triton's names: the binary tensor data extension, the statistics extension (GET /v2/models[/{m}]/stats) and
+# the repository index of the model repository extension (no load / unload).
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
+# Answers below this are sent as they are even when the client accepts gzip (httpx, aiohttp and requests ask for
+# it by default): a classification's few logits gain nothing. Bigger ones than THREAD_... compress off the loop.
+MIN_COMPRESS_BYTES = 1024
+THREAD_COMPRESS_BYTES = 1 << 20
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -50,25 +59,26 @@ async def server_metadata() -> Response:
 
 def _metadata(served: ServedModel) -> dict:
     """What a client sends and gets (the request tensors: raw clouds in, logits out), whatever the family
-    computes on the server in between."""
-    request_inputs, request_outputs = request_specs(served.card)
+    computes on the server in between: read from the model's Triton config (``GET .../config``), so the two
+    agree, with the batch dimension (-1) first as Triton's metadata has it."""
+    config = served.triton_config()
 
-    def tensors(specs):
+    def tensors(entries: list[dict]) -> list[dict]:
         return [
             {
-                "name": s.name,
-                "datatype": _DATATYPE[s.dtype],
-                "shape": [d if isinstance(d, int) else -1 for d in s.shape],
+                "name": t["name"],
+                "datatype": t["data_type"].removeprefix("TYPE_"),
+                "shape": metadata_shape(t, config["max_batch_size"]),
             }
-            for s in specs
+            for t in entries
         ]
 
     return {
         "name": served.name,
         "versions": [str(served.version)],
-        "platform": oip_platform(served.backend),
-        "inputs": tensors(request_inputs),
-        "outputs": tensors(request_outputs),
+        "platform": config["platform"],
+        "inputs": tensors(config["input"]),
+        "outputs": tensors(config["output"]),
     }
 
 
@@ -94,17 +104,8 @@ def _readiness(served: ServedModel) -> Response:
 
 
 @router.get("/models/{model}/ready", summary="Model readiness", response_model=ModelReady, responses=ERROR_RESPONSES)
-async def model_ready(state: StateDep, model: Annotated[str, Path()]) -> Response:
-    return _readiness(find_model(state, model))
-
-
-async def _model_at_version(
-    state: StateDep, model: Annotated[str, Path()], version: Annotated[str, Path()]
-) -> ServedModel:
-    served = find_model(state, model)
-    if version != str(served.version):
-        raise ModelNotFoundError(f"model {served.name!r} version {version[:32]!r} is not served")
-    return served
+async def model_ready(served: ModelDep) -> Response:
+    return _readiness(served)
 
 
 @router.get(
@@ -113,7 +114,7 @@ async def _model_at_version(
     response_model=ModelReady,
     responses=ERROR_RESPONSES,
 )
-async def model_version_ready(served: Annotated[ServedModel, Depends(_model_at_version)]) -> Response:
+async def model_version_ready(served: ModelVersionDep) -> Response:
     return _readiness(served)
 
 
@@ -166,6 +167,13 @@ async def _infer(request: Request, served: ServedModel, max_instances: int) -> R
     content, headers, media_type = encode_infer_response(
         model_name=served.name, model_version=str(served.version), request_id=infer.id, outputs=outputs
     )
+    encoding = response_encoding(request.headers.get("accept-encoding")) if len(content) >= MIN_COMPRESS_BYTES else None
+    if encoding is not None:  # Inference-Header-Content-Length stays the uncompressed header's size (Triton's rule)
+        if len(content) > THREAD_COMPRESS_BYTES:
+            content = await asyncio.to_thread(compress, content, encoding)
+        else:
+            content = compress(content, encoding)
+        headers = {**headers, "Content-Encoding": encoding, "Vary": "Accept-Encoding"}
     return Response(content, media_type=media_type, headers=headers)
 
 
