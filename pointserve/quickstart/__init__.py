@@ -1,16 +1,21 @@
 """``pointserve quickstart``: from nothing to a running service on the built-in ``shapes`` models.
 
-The first start trains the classifier and the part-segmentation model, publishes both into a repository,
-builds the CPU variants (fp32, fp16, int8), measures their accuracy against PyTorch and their throughput,
-and writes ``serve.yaml`` choosing, per model, the fastest variant whose accuracy is within 1 point of fp32.
-Every step is skipped when its output exists, so a second start goes straight to serving (and imports no
-torch).
+The classifier's and the part-segmentation model's weights ship with pointserve (``weights/<name>/``: the
+safetensors, the card with their test metrics, and the ``pointserve train`` config that produced them; the
+script ``scripts/train_quickstart_models.py`` regenerates them bit for bit). The first start exports both into
+a repository, builds the CPU variants (fp32, fp16, int8, int8-cpu), measures their accuracy against PyTorch and
+their throughput, writes ``serve.yaml`` choosing, per model, the fastest variant whose accuracy is within 1 point of
+fp32, and then serves from a fresh process (the build imported torch; the service does not need it).
+``--retrain`` trains both models from scratch with the shipped configs instead. Every step is skipped when its
+output exists, so a second start goes straight to serving.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -20,33 +25,45 @@ SERVE_CONFIG = "serve.yaml"
 ACCURACY_TOLERANCE_POINTS = 1.0
 
 
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
 @dataclass(frozen=True)
 class QuickstartModel:
+    """A quickstart model: its shipped checkpoint folder holds ``model.safetensors``, ``card.json``, ``train.yaml``."""
+
     name: str
-    train: dict = field(default_factory=dict)
+
+    @property
+    def shipped_checkpoint(self) -> Path:
+        return SHIPPED_WEIGHTS / self.name
+
+    @property
+    def train_config(self) -> Path:
+        return self.shipped_checkpoint / "train.yaml"
 
 
-# Hyper-parameters chosen to fit the time budget of a 2-core CPU (see docs/benchmarking.md).
-MODELS = (
-    QuickstartModel("shapes-cls", {"model": "pointnet_cls"}),
-    QuickstartModel(
-        "shapes-partseg",
-        {"model": "pointnet_partseg", "lr": 0.002, "batch_size": 16, "epochs": 14, "eval_every_epochs": 2},
-    ),
-)
+MODELS = (QuickstartModel("shapes-cls"), QuickstartModel("shapes-partseg"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "quickstart",
         help="build the quickstart repository if missing (train, export, quantize) and serve it",
-        description="Train the shapes classifier and part-segmentation model, export and quantize them, pick the "
-        "fastest variant within 1 point of fp32, and serve them. Cached under --home: later starts only serve.",
+        description="Export the shipped shapes classifier and part-segmentation model (or train them again with "
+        "--retrain), quantize them, pick the fastest variant within 1 point of fp32, and serve them. Cached under "
+        "--home: later starts only serve.",
     )
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="quickstart folder (default ./quickstart)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--build-only", action="store_true", help="build the repository, do not serve")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train both models from scratch with the shipped configs (about an hour on 2 cores) instead of "
+        "exporting the shipped weights; needs an empty --home",
+    )
     parser.set_defaults(handler=_quickstart)
 
 
@@ -57,24 +74,33 @@ def _quickstart(args: argparse.Namespace) -> int:
     home: Path = args.home
     config_path = home / SERVE_CONFIG
     if not config_path.is_file():
-        build_quickstart(home, console)
+        build_quickstart(home, console, retrain=args.retrain)
+    elif args.retrain:
+        console.print(f"[red]--retrain needs a fresh --home: {home} already holds a built repository[/red]")
+        return 2
     else:
         console.print(f"quickstart repository ready in {home} (delete {config_path} to rebuild)")
     if args.build_only:
         return 0
+    serve_argv = ["serve", "--config", str(config_path), "--host", args.host, "--port", str(args.port)]
+    if "torch" in sys.modules:
+        # The build imported torch (≈ 700 MB resident): serve from a fresh interpreter that never loads it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "pointserve", *serve_argv])
     from pointserve.cli import main
 
-    return main(["serve", "--config", str(config_path), "--host", args.host, "--port", str(args.port)])
+    return main(serve_argv)
 
 
-def build_quickstart(home: Path, console) -> Path:
-    """Train, publish, build, evaluate and choose variants; returns the path of ``serve.yaml``."""
+def build_quickstart(home: Path, console, *, retrain: bool = False) -> Path:
+    """Publish (or train), build, evaluate and choose variants; returns the path of ``serve.yaml``."""
     from pointserve.repository.store import Repository
 
     repository = Repository(home / "repository")
     choices: dict[str, dict] = {}
     for spec in MODELS:
-        version = _ensure_model(spec, home, repository, console)
+        version = _ensure_model(spec, home, repository, console, retrain=retrain)
         choices[spec.name] = choose_variant(version, console)
     config = {"repository": str((home / "repository").resolve()), "models": choices}
     path = home / SERVE_CONFIG
@@ -83,7 +109,7 @@ def build_quickstart(home: Path, console) -> Path:
     return path
 
 
-def _ensure_model(spec: QuickstartModel, home: Path, repository, console):
+def _ensure_model(spec: QuickstartModel, home: Path, repository, console, *, retrain: bool):
     from pointserve.engines.evaluate import accuracy_table, evaluate_variants
     from pointserve.export.publish import publish_checkpoint
     from pointserve.export.variants import ensure_onnx_variants
@@ -91,16 +117,18 @@ def _ensure_model(spec: QuickstartModel, home: Path, repository, console):
     if spec.name in repository.models():
         version = repository.open(spec.name)
     else:
-        checkpoint = home / "runs" / spec.name / "best"
-        if not (checkpoint / "card.json").is_file():
-            checkpoint = _train(spec, home, console)
+        checkpoint = spec.shipped_checkpoint
+        if retrain:
+            checkpoint = home / "runs" / spec.name / "best"
+            if not (checkpoint / "card.json").is_file():
+                checkpoint = _train(spec, home, console)
         with console.status(f"exporting {spec.name}") as status:
             version, _ = publish_checkpoint(checkpoint, repository.root, spec.name, status=status.update)
     with console.status(f"building the CPU variants of {spec.name}") as status:
         for step in ensure_onnx_variants(version, log=status.update):
             took = f" in {step.seconds:.1f}s" if step.seconds else ""
             console.print(f"  {spec.name}: {step.variant} {step.action}{took}")
-    if any(version.manifest.variant(p).accuracy is None for p in ("fp32", "fp16", "int8")):
+    if any(v.accuracy is None for v in version.manifest.variants if v.backend == "onnxruntime"):
         with console.status(f"measuring the accuracy of every variant of {spec.name}"):
             reference, results, _ = evaluate_variants(version)
         console.print(accuracy_table(version.card, reference, results))
@@ -112,7 +140,7 @@ def _train(spec: QuickstartModel, home: Path, console) -> Path:
     from pointserve.training.trainer import Trainer
 
     out = home / "runs" / spec.name
-    config = TrainConfig(output_dir=str(out), **spec.train)
+    config = TrainConfig.from_sources(str(spec.train_config), {"output_dir": str(out)})
     Trainer(config, console=console).run()
     return out / "best"
 
