@@ -52,9 +52,19 @@ def pyplot(needed_for: str = "charts") -> Any:
     return plt
 
 
-def part_colour(label: int) -> str:
-    """The colour of part (or class) id ``label``: the same id is the same colour on every picture."""
-    return PALETTE[int(label) % len(PALETTE)]
+def colour_index(label: int, names: Sequence[str] = ()) -> int:
+    """Which palette entry part ``label`` gets: its place within its category when the names say
+    ``category/part`` (a mug's body and handle are the palette's first two, most distinct colours), else its id."""
+    label = int(label)
+    if 0 <= label < len(names) and "/" in names[label]:
+        category = names[label].split("/", 1)[0] + "/"
+        return sum(1 for name in names[:label] if name.startswith(category))
+    return label
+
+
+def part_colour(label: int, names: Sequence[str] = ()) -> str:
+    """The colour of part (or class) id ``label``: the same part is the same colour on every picture."""
+    return PALETTE[colour_index(label, names) % len(PALETTE)]
 
 
 def point_size(count: int) -> float:
@@ -125,7 +135,8 @@ def render_png(
     if labels is None:
         colours: Any = PALETTE[0]
     else:
-        colours = np.array(PALETTE)[labels % len(PALETTE)]
+        palette = np.array([part_colour(i, label_names) for i in range(int(labels.max(initial=0)) + 1)])
+        colours = palette[labels]
     ax.scatter(
         shown[:, 0], shown[:, 1], shown[:, 2], c=colours, s=point_size(len(shown)), depthshade=False, linewidths=0
     )
@@ -138,7 +149,7 @@ def render_png(
                 linestyle="",
                 marker="o",
                 markersize=8,
-                color=part_colour(i),
+                color=part_colour(i, label_names),
                 label=_legend_name(i, n, label_names),
             )
             for i, n in zip(present.tolist(), counts.tolist(), strict=True)

@@ -133,3 +133,11 @@ def test_the_render_command_says_what_the_server_refused(server, tmp_path, capsy
     assert "answered 400: unknown category 'chair'" in capsys.readouterr().err
     assert main(["render", MUG, "--url", "http://192.0.2.1:8000", "--model", "m", "-o", "x.png"]) == 2
     assert "not a loopback address" in capsys.readouterr().err
+
+
+def test_parts_are_coloured_by_their_place_in_their_category():
+    names = ["airplane/fuselage", "airplane/wing", "mug/body", "mug/handle", "plain"]
+    assert [part_colour(i, names) for i in range(5)] == [PALETTE[0], PALETTE[1], PALETTE[0], PALETTE[1], PALETTE[4]]
+    rng = np.random.default_rng(1)
+    pixels = _pixels(render_png(rng.standard_normal((200, 3)), np.repeat([2, 3], 100), names, title="mug"))
+    assert _has_colour(pixels, PALETTE[0]) and _has_colour(pixels, PALETTE[1]) and not _has_colour(pixels, PALETTE[2])
