@@ -142,10 +142,13 @@ def _show(args: argparse.Namespace) -> int:
             v.name, v.precision, v.backend, v.file, _size(v.size_bytes), status, built_text, calib_text, acc_text
         )
     console.print(variants)
+    shown: list = []  # int8-cpu shares int8's calibration: its search is printed once, for both
     for v in manifest.variants:
-        if v.calibration is not None and v.calibration.search is not None:
-            console.print(f"[b]{v.name}[/b]:", end=" ")
+        if v.calibration is not None and v.calibration.search is not None and v.calibration not in shown:
+            sharing = [w.name for w in manifest.variants if w.calibration == v.calibration]
+            console.print(f"[b]{', '.join(sharing)}[/b]:", end=" ")
             print_search(console, v.calibration.search)
+            shown.append(v.calibration)
     if manifest.reference_accuracy is not None:
         ref = manifest.reference_accuracy
         second = (
