@@ -76,3 +76,11 @@ def test_the_shipped_classifier_names_the_sample_clouds():
         with torch.no_grad():
             logits = network(torch.from_numpy(normalize(points, card.normalization))[None])
         assert card.class_names[int(logits.argmax())] == name
+
+
+def test_retrain_refuses_a_home_that_already_holds_a_built_repository(tmp_path, capsys):
+    from pointserve.cli import main
+
+    (tmp_path / "serve.yaml").write_text("repository: repository\nmodels: {}\n")
+    assert main(["quickstart", "--home", str(tmp_path), "--retrain", "--build-only"]) == 2
+    assert "--retrain needs a fresh --home" in capsys.readouterr().out
