@@ -88,7 +88,7 @@ class _HeldOut:
         """Shapes: (H, K) or (H, N, P)"""
         import onnxruntime as ort
 
-        from pointserve.models.collate import batch_inputs, split
+        from pointserve.models.collate import first_output_per_cloud
         from pointserve.models.registry import get_spec
 
         spec = get_spec(self.card.architecture)
@@ -97,14 +97,11 @@ class _HeldOut:
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        logits: list[np.ndarray] = []
-        for start in range(0, len(self.points), EVAL_BATCH):
-            stop = start + EVAL_BATCH
-            categories = self.labels[start:stop].tolist() if self.card.needs_category else None
-            feeds, layout = batch_inputs(spec, self.card, list(self.points[start:stop]), categories)
-            outputs = dict(zip(names, session.run(names, feeds), strict=True))
-            logits.extend(cloud[names[0]] for cloud in split(spec, self.card, outputs, layout))
-        return np.stack(logits)
+
+        def run(feeds):
+            return dict(zip(names, session.run(names, feeds), strict=True))
+
+        return first_output_per_cloud(run, spec, self.card, self.points, self.labels, EVAL_BATCH)
 
     def compare(self, onnx_path: Path) -> tuple[float, float]:
         """``(agreement, mean |Δlogit|)`` of the graph at ``onnx_path`` against fp32."""

@@ -26,7 +26,7 @@ from pointserve.engines.environment import detect_environment
 from pointserve.engines.selection import REFERENCE_VARIANT, create_runner, limits_for_card
 from pointserve.errors import ConfigError, EngineError
 from pointserve.metrics import card_predictions, card_task_metrics
-from pointserve.models.collate import batch_inputs, split
+from pointserve.models.collate import first_output_per_cloud
 from pointserve.models.registry import get_spec
 from pointserve.repository.manifest import AccuracyInfo
 from pointserve.repository.store import ModelVersion
@@ -83,15 +83,7 @@ def run_batched(runner: Runner, card: ModelCard, data: EvalSet, batch_size: int)
 
     Shapes: (S, K) or (S, N, P)
     """
-    spec = get_spec(card.architecture)
-    output = spec.outputs(card)[0].name
-    logits: list[np.ndarray] = []
-    for start in range(0, len(data.points), batch_size):
-        stop = start + batch_size
-        categories = data.labels[start:stop].tolist() if card.needs_category else None
-        feeds, layout = batch_inputs(spec, card, list(data.points[start:stop]), categories)
-        logits.extend(cloud[output] for cloud in split(spec, card, runner.infer(feeds), layout))
-    return np.stack(logits)
+    return first_output_per_cloud(runner.infer, get_spec(card.architecture), card, data.points, data.labels, batch_size)
 
 
 def accuracy_info(

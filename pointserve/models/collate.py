@@ -23,7 +23,7 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,6 +206,32 @@ def batch_inputs(
     return collate(spec, card, per_cloud)
 
 
+def first_output_per_cloud(
+    run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    spec: ArchitectureSpec,
+    card: ModelCard,
+    clouds: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+) -> np.ndarray:
+    """The first graph output (the logits) of every cloud, batched through the preprocessor and collate policy.
+
+    ``run`` maps feeds to outputs by name (a runner's ``infer``, an ONNX Runtime session); ``labels`` are the
+    clouds' categories, fed when the card needs them.
+
+    Shapes:
+        clouds (S, N, C), labels (S,) -> (S, K) or (S, N, P)
+    """
+    output = spec.outputs(card)[0].name
+    logits: list[np.ndarray] = []
+    for start in range(0, len(clouds), batch_size):
+        stop = start + batch_size
+        categories = labels[start:stop].tolist() if card.needs_category else None
+        feeds, layout = batch_inputs(spec, card, list(clouds[start:stop]), categories)
+        logits.extend(cloud[output] for cloud in split(spec, card, run(feeds), layout))
+    return np.stack(logits)
+
+
 def random_clouds(card: ModelCard, batch: int, num_points: int, rng: np.random.Generator) -> list[np.ndarray]:
     """``batch`` random clouds of ``num_points`` points, normalised as the card says (parity checks, bench)."""
     from pointserve.data.transforms import normalize
@@ -223,4 +249,13 @@ def random_feeds(
     return batch_inputs(spec, card, clouds, categories)
 
 
-__all__ = ["BatchLayout", "batch_inputs", "cloud_inputs", "collate", "random_clouds", "random_feeds", "split"]
+__all__ = [
+    "BatchLayout",
+    "batch_inputs",
+    "cloud_inputs",
+    "collate",
+    "first_output_per_cloud",
+    "random_clouds",
+    "random_feeds",
+    "split",
+]
