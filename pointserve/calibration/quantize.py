@@ -137,6 +137,30 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, max(limit, 1)) + 1) if n % d == 0)
 
 
+def ranges_cache_path(
+    src_onnx: str | Path,
+    calibration: CalibrationSet,
+    method: str,
+    num_used: int,
+    cache_dir: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_batches: int = DEFAULT_CHUNK_BATCHES,
+    percentile: float = 99.999,
+) -> Path:
+    """Where :func:`quantize_int8` keeps (or finds) the ranges of this recipe: the first ``num_used`` clouds of
+    ``calibration``, ``method``, the source graph. The file may not exist yet."""
+    from pointserve.repository.store import sha256_file
+
+    # Ranges depend on the data, the method and the chunking (histogram methods merge per chunk); not on
+    # exclude_nodes, which only changes which of the calibrated tensors get Q/DQ nodes.
+    options: dict[str, Any] = {"max_samples": num_used, "batch_size": batch_size, "chunk_batches": chunk_batches}
+    if method == "percentile":
+        options["percentile"] = percentile
+    key = cache_key(calibration.sha256, method, sha256_file(src_onnx), options)
+    cache_root = Path(cache_dir) if cache_dir is not None else calibration.path.parent
+    return cache_root / f"ranges-{method}-{key[:16]}.json"
+
+
 def _readable_cache(path: Path) -> bool:
     try:
         json.loads(path.read_text())
@@ -191,14 +215,9 @@ def quantize_int8(
     if max_samples is not None:
         arrays = {k: v[:max_samples] if v.ndim else v for k, v in arrays.items()}
     num_used = int(arrays["points"].shape[0])
-    # Ranges depend on the data, the method and the chunking (histogram methods merge per chunk); not on
-    # exclude_nodes, which only changes which of the calibrated tensors get Q/DQ nodes.
-    options = {"max_samples": num_used, "batch_size": batch_size, "chunk_batches": chunk_batches}
-    if method == "percentile":
-        options["percentile"] = percentile
-    key = cache_key(calibration.sha256, method, sha256_file(src_onnx), options)
-    cache_root = Path(cache_dir) if cache_dir is not None else calibration.path.parent
-    cache_path = cache_root / f"ranges-{method}-{key[:16]}.json"
+    cache_path = ranges_cache_path(
+        src_onnx, calibration, method, num_used, cache_dir, batch_size, chunk_batches, percentile
+    )
     cache_hit = cache_path.is_file() and _readable_cache(cache_path)
 
     with tempfile.TemporaryDirectory(prefix="pointserve-int8-") as tmp:
@@ -314,4 +333,4 @@ class _Progress:
             self._bar.advance(self._task, clouds)
 
 
-__all__ = ["METHODS", "QuantizationResult", "cache_key", "quantize_int8"]
+__all__ = ["METHODS", "QuantizationResult", "cache_key", "quantize_int8", "ranges_cache_path"]

@@ -139,12 +139,13 @@ def make_int8_cpu_variant(model_version: ModelVersion, *, workdir: Path | None =
 
     Same calibration set, method, ranges and float nodes as ``int8`` (built first if missing, with the defaults);
     only the form differs (:mod:`pointserve.calibration.cpu_int8`). The ranges come from the scale cache, so no
-    calibration inference runs when ``int8`` was just built. Returns the placed file.
+    calibration inference runs while the ranges ``int8`` used are cached. Returns the placed file.
     """
     import onnx
 
     from pointserve.calibration.cpu_int8 import CPU_INT8_VARIANT, quantize_int8_cpu
-    from pointserve.calibration.quantize import quantize_int8
+    from pointserve.calibration.dataset import CalibrationSet
+    from pointserve.calibration.quantize import _readable_cache, quantize_int8, ranges_cache_path
     from pointserve.models.registry import get_spec
 
     if not model_version.has_variant("int8"):
@@ -161,17 +162,15 @@ def make_int8_cpu_variant(model_version: ModelVersion, *, workdir: Path | None =
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=model_version.path, prefix=".int8-")))
-        # The int8 recipe again finds its ranges in the scale cache (a sub-second rewrite) and says where they are.
-        again = quantize_int8(
-            fp32,
-            model_version.path / record.file,
-            Path(workdir) / "int8-again.onnx",
-            method=record.method,
-            max_samples=record.num_samples,
-            card=card,
-        )
+        calibration = CalibrationSet.load(model_version.path / record.file)
+        ranges = ranges_cache_path(fp32, calibration, record.method, record.num_samples)
+        if not (ranges.is_file() and _readable_cache(ranges)):  # the cache was cleared: int8's recipe computes it
+            ranges = quantize_int8(
+                fp32, calibration.path, Path(workdir) / "int8-again.onnx", method=record.method,
+                max_samples=record.num_samples, card=card,
+            ).cache_path  # fmt: skip
         out = quantize_int8_cpu(
-            fp32, again.cache_path, Path(workdir) / "int8-cpu.onnx", method=record.method, exclude_nodes=float_nodes
+            fp32, ranges, Path(workdir) / "int8-cpu.onnx", method=record.method, exclude_nodes=float_nodes
         )
         model_version.add_variant(
             CPU_INT8_VARIANT, out, precision="int8", backend="onnxruntime", source="fp32", calibration=record
