@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from pointserve.calibration.dataset import CalibrationSet
+from pointserve.calibration.qdq import WEIGHT_OPS
 from pointserve.calibration.quantize import METHODS, QuantizationResult, quantize_int8
 from pointserve.card import ModelCard
 from pointserve.errors import CalibrationError
 from pointserve.repository.manifest import Int8FloatNode, Int8Search, Int8Trial
 
-# Nodes whose arithmetic int8 changes (the rest of the Q/DQ'd nodes only move or compare values).
-COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 DEFAULT_HELDOUT_FRACTION = 0.5
 # 256 calibrate + 256 held out: an agreement of 0.99 over clouds is then a resolution of 1 in 256.
 GUARDED_NUM_SAMPLES = 512
@@ -111,9 +110,10 @@ class _HeldOut:
         return agreement, error
 
 
-def compute_nodes(graph, card: ModelCard) -> list[str]:
-    """The quantisable compute nodes of an fp32 graph, in graph order (the search's candidates)."""
-    return [n.name for n in graph.node if n.op_type in COMPUTE_OP_TYPES and n.name]
+def compute_nodes(graph) -> list[str]:
+    """The quantisable compute nodes of an fp32 graph (those with int8 weights: whose arithmetic int8 changes; the
+    rest of the Q/DQ'd nodes only move or compare values), in graph order: the search's candidates."""
+    return [n.name for n in graph.node if n.op_type in WEIGHT_OPS and n.name]
 
 
 def split_sizes(num_samples: int, heldout_fraction: float) -> tuple[int, int]:
@@ -163,7 +163,7 @@ def search_int8(
     source = onnx.load(str(src_onnx), load_external_data=False)
     graph = source.graph
     op_types = {n.name: n.op_type for n in graph.node}
-    candidates = compute_nodes(graph, card)
+    candidates = compute_nodes(graph)
     family_rule = [n for n in get_spec(card.architecture).int8_float_nodes(source, card) if n in op_types]
     say(f"held-out part: {num_heldout} of {num_calibration + num_heldout} calibration clouds; fp32 answers")
     heldout = _HeldOut(
@@ -251,7 +251,6 @@ def _greedy(trial, start: _Scored, candidates: list[str], target: float, reasons
 
 
 __all__ = [
-    "COMPUTE_OP_TYPES",
     "DEFAULT_HELDOUT_FRACTION",
     "GUARDED_NUM_SAMPLES",
     "compute_nodes",

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from pointserve.calibration.qdq import check_qdq_graph
-from pointserve.calibration.search import COMPUTE_OP_TYPES, compute_nodes, search_int8, split_sizes
+from pointserve.calibration.qdq import WEIGHT_OPS, check_qdq_graph
+from pointserve.calibration.search import compute_nodes, search_int8, split_sizes
 from pointserve.cli import main
 from pointserve.errors import CalibrationError
 from pointserve.repository import Repository
@@ -81,8 +81,8 @@ def test_an_exacting_target_moves_the_most_sensitive_nodes_to_float_one_at_a_tim
     version = Repository(fresh_classifier.path.parent.parent).open("shapes4-cls")
     search = version.variant("int8").calibration.search
     fp32_graph = onnx.load(str(version.variant_path("fp32")))
-    candidates = compute_nodes(fp32_graph.graph, version.card)
-    assert candidates and all(n.op_type in COMPUTE_OP_TYPES for n in search.float_nodes)
+    candidates = compute_nodes(fp32_graph.graph)
+    assert candidates and all(n.op_type in WEIGHT_OPS for n in search.float_nodes)
     assert {n.name for n in search.float_nodes} <= set(candidates)
     assert code == (0 if search.reached_target else 1), out
     assert search.reached_target == (search.heldout_agreement >= 1.0)
