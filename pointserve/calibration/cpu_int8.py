@@ -86,7 +86,8 @@ def quantize_int8_cpu(
     source = onnx.load(str(src_onnx))
     with tempfile.TemporaryDirectory(prefix="pointserve-int8-cpu-") as tmp:
         pooled = Path(tmp) / "fp32-global-max.onnx"
-        rewritten = onnx.load(str(src_onnx))
+        rewritten = onnx.ModelProto()
+        rewritten.CopyFrom(source)  # the rewrite works on a copy: `source` still gives the graph's I/O types
         aliases = max_pool_over_points(rewritten)
         onnx.save(rewritten, str(pooled))
         try:
