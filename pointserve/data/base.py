@@ -8,7 +8,7 @@ Shapes:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,3 +64,30 @@ class PointCloudDataset:
             if sample.seg is not None:
                 digest.update(np.ascontiguousarray(sample.seg, dtype=np.int64).tobytes())
         return digest.hexdigest()
+
+
+class LazySamples(Sequence[Sample]):
+    """Samples made on first access by ``load(index)`` (generated scans, files read from disk), kept when
+    ``keep`` (a split that fits in memory) or made again on every access (a large on-disk set)."""
+
+    def __init__(self, count: int, load: Callable[[int], Sample], *, keep: bool = True):
+        self._count, self._load, self._keep = count, load, keep
+        self._kept: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        index = int(index)
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"sample {index} out of range (the split has {self._count})")
+        if index in self._kept:
+            return self._kept[index]
+        sample = self._load(index)
+        if self._keep:
+            self._kept[index] = sample
+        return sample

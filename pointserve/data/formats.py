@@ -1,13 +1,15 @@
-"""Point-cloud files: PLY, PCD, XYZ/TXT, NPY and LAS/LAZ, read from a path or from uploaded bytes, and written.
+"""Point-cloud files: PLY, PCD, XYZ/TXT, NPY, LAS/LAZ and LiDAR .bin (KITTI, nuScenes), read from a path or from
+uploaded bytes, and written.
 
 The service reads uploads with these functions and clients write their payloads with them, so every
 reader treats its input as untrusted: a malformed file raises :class:`DataError` naming the file and the
 problem, and no reader allocates from a count in a header before checking it against the bytes present.
 
 Channels are taken by name where the format names its fields (PLY vertex properties, PCD ``FIELDS``, LAS
-dimensions); every other field (colours, intensity, PCL's packed ``rgb``, alpha, curvature, ...) is ignored
-unless asked for. XYZ/TXT/NPY columns have no names: they are read in pointserve's layout, x y z, then
-normals, then the rest.
+dimensions, the fixed columns of KITTI ``.bin``: x y z intensity, and nuScenes ``.pcd.bin``: x y z intensity
+ring, see :mod:`pointserve.data.lidar_formats`); every other field (colours, intensity, PCL's packed ``rgb``,
+alpha, curvature, ...) is ignored unless asked for. XYZ/TXT/NPY columns have no names: they are read in
+pointserve's layout, x y z, then normals, then the rest.
 
 Shapes:
     points returned: (N, C) float32, xyz in the first three columns. ``channels=3`` gives xyz,
@@ -30,14 +32,15 @@ from pathlib import Path
 import numpy as np
 import plyfile
 
+from pointserve.data.lidar_formats import read_kitti_columns, read_nuscenes_columns
 from pointserve.data.pcd import read_pcd_columns
-from pointserve.data.text import _MAX_HEADER_BYTES, Columns, parse_numeric_text
+from pointserve.data.text import _MAX_HEADER_BYTES, Columns, parse_numeric_text, read_file_bytes
 from pointserve.errors import DataError
 
 FORMATS = ("ply", "pcd", "xyz", "txt", "npy")  # read and written
-READ_FORMATS = (*FORMATS, "las", "laz")  # LAS/LAZ are read, not written
+READ_FORMATS = (*FORMATS, "las", "laz", "bin", "pcd.bin")  # read, not written here (LiDAR .bin: lidar_formats)
 _EXTENSIONS = {".ply": "ply", ".pcd": "pcd", ".xyz": "xyz", ".txt": "txt", ".pts": "xyz", ".csv": "txt", ".npy": "npy"}
-_EXTENSIONS.update({".las": "las", ".laz": "laz"})
+_EXTENSIONS.update({".las": "las", ".laz": "laz", ".bin": "bin", ".pcd.bin": "pcd.bin"})
 _NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
 _UNNAMED_ALIASES = {"normal_x": "nx", "normal_y": "ny", "normal_z": "nz"}  # name -> the layout's name
 
@@ -45,26 +48,13 @@ Channels = int | Sequence[str] | None
 
 
 def format_from_name(name: str | os.PathLike) -> str:
-    """The format of a file from its extension (``.ply .pcd .xyz .pts .txt .csv .npy .las .laz``)."""
-    suffix = Path(name).suffix.lower()
+    """The format of a file from its extension (``.ply .pcd .xyz .pts .txt .csv .npy .las .laz .bin .pcd.bin``)."""
+    suffix = ".pcd.bin" if str(name).lower().endswith(".pcd.bin") else Path(name).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise DataError(
             f"{name}: unknown point-cloud file type {suffix or '(no extension)'!r}; known: {', '.join(_EXTENSIONS)}"
         )
     return _EXTENSIONS[suffix]
-
-
-def read_file_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a file, or a DataError naming it when it is missing or unreadable."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def read_point_cloud(
@@ -353,7 +343,7 @@ def _read_las(data: bytes, name: str) -> Columns:
 
 
 _READERS = {"ply": _read_ply, "pcd": read_pcd_columns, "xyz": _read_text, "txt": _read_text, "npy": _read_npy}
-_READERS.update({"las": _read_las, "laz": _read_las})
+_READERS.update({"las": _read_las, "laz": _read_las, "bin": read_kitti_columns, "pcd.bin": read_nuscenes_columns})
 
 
 # ---------------------------------------------------------------------------------------------------------- write

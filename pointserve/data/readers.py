@@ -7,6 +7,7 @@ Registered names (see :mod:`pointserve.data.registry`):
 - ``modelnet_off``: the ModelNet10/40 ``.off`` meshes, sampled on their surface
 - ``shapenet_part``: ``shapenetcore_partanno_segmentation_benchmark_v0/`` (.pts/.seg + JSON splits)
 - ``shapenet_part_h5``: the ``hdf5_data/`` variant of ShapeNet part
+- ``semantic_kitti``: ``sequences/XX/velodyne/*.bin`` + ``labels/*.label`` (:mod:`pointserve.data.semantic_kitti`)
 
 Every loader has the signature ``loader(split, *, root=None, task=None, num_points=1024, seed=0, **options)``;
 ``root`` is the dataset's folder or the folder that holds it. ``num_points=None`` keeps clouds as stored.

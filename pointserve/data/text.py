@@ -1,10 +1,13 @@
 """Numeric text (rows of numbers separated by whitespace or commas) as untrusted input, shared by the text
-formats (XYZ/TXT, ModelNet's ``.txt``, ShapeNet's ``.pts``) and PCD's ASCII body."""
+formats (XYZ/TXT, ModelNet's ``.txt``, ShapeNet's ``.pts``) and PCD's ASCII body; and reading a file's bytes
+with an error that names it (every format module)."""
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +16,19 @@ from pointserve.errors import DataError
 _MAX_HEADER_BYTES = 65536  # no format's header may be longer: bounds what is read before any check
 
 Columns = dict[str, np.ndarray]
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a file, or a DataError naming it when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def parse_numeric_text(

@@ -221,7 +221,7 @@ def _decode_binary(body: bytes, limits: CloudLimits, options: PredictOptions) ->
 # ModelNet's normal_resampled .txt does) give the model's channels and ignore the rest (colours, intensity, ...).
 # A .npy is an array, like the float32 and x-npy bodies: its shape is the client's word, so a wrong number of
 # columns is refused, not cut.
-_FILE_FORMATS_TAKE_CHANNELS = ("ply", "pcd", "xyz", "txt", "las", "laz")
+_FILE_FORMATS_TAKE_CHANNELS = ("ply", "pcd", "xyz", "txt", "las", "laz", "bin", "pcd.bin")
 
 
 def _read_and_check(data: bytes, fmt: str, filename: str, limits: CloudLimits, where: str) -> np.ndarray:
