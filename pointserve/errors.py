@@ -71,3 +71,13 @@ class ServiceUnavailableError(PointServeError):
 
 class RequestTimeoutError(PointServeError):
     """A request waited past its deadline."""
+
+
+class ModelControlError(PointServeError):
+    """A model could not be loaded or unloaded through model control (the message says why); whatever served the
+    model before still serves it."""
+
+
+class ModelControlDisabledError(ModelControlError):
+    """Load / unload were asked of a server whose model control mode does not take them (``none``, ``poll``): a
+    request this server never takes, so a 400 (Triton answers 503, UNAVAILABLE; nothing changes until a restart)."""

@@ -49,19 +49,26 @@ def _randomise_batch_norm(model, seed: int) -> None:
             module.bias.data.copy_(torch.randn(n, generator=generator) * 0.2)
 
 
-def build_repository(root: Path, names: tuple[str, ...] = (CLASSIFIER, PART_SEGMENTER)) -> Path:
-    """Save each model as a checkpoint and publish it (export, parity check, new version) into ``root``."""
+def publish_model(root: Path, name: str, seed: int):
+    """Publish a random-weight model ``name`` (``seed``: its weights) as the next version in ``root``; returns the
+    :class:`~pointserve.repository.store.ModelVersion`."""
     import torch
 
     from pointserve.checkpoint import save_checkpoint
     from pointserve.export.publish import publish_checkpoint
     from pointserve.models import get_model
 
+    card = CARDS[name]
+    torch.manual_seed(seed)
+    model = get_model(card.architecture, **card.config).eval()
+    _randomise_batch_norm(model, seed)
+    checkpoint = save_checkpoint(model, card, root.parent / f"{root.name}-checkpoints" / f"{name}-{seed}")
+    version, _ = publish_checkpoint(checkpoint, root, name)
+    return version
+
+
+def build_repository(root: Path, names: tuple[str, ...] = (CLASSIFIER, PART_SEGMENTER)) -> Path:
+    """Save each model as a checkpoint and publish it (export, parity check, new version) into ``root``."""
     for seed, name in enumerate(names):
-        card = CARDS[name]
-        torch.manual_seed(seed)
-        model = get_model(card.architecture, **card.config).eval()
-        _randomise_batch_norm(model, seed)
-        checkpoint = save_checkpoint(model, card, root.parent / f"{root.name}-checkpoints" / name)
-        publish_checkpoint(checkpoint, root, name)
+        publish_model(root, name, seed)
     return root

@@ -4,7 +4,8 @@
     uvicorn.run(app)                                               # or: pointserve serve
 
 Routes (one module per resource under ``routes/``): ``/v1/models[/{model}]``, ``/v1/models/{model}/predict``;
-the Open Inference Protocol under ``/v2``; ``/v2/health/live|ready``; ``/metrics``; ``/docs``.
+the Open Inference Protocol under ``/v2`` (with Triton's model repository extension: index, load, unload);
+``/v2/health/live|ready``; ``/metrics``; ``/docs``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pointserve import __version__
 from pointserve.service.deps import document_bearer_auth
 from pointserve.service.errors import install_error_handlers
 from pointserve.service.middleware import ServiceMiddleware
+from pointserve.service.model_control import ModelController
 from pointserve.service.routes import ROUTERS
 from pointserve.service.served_model import ServedModel, load_models
 from pointserve.service.settings import Settings, load_settings
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, models: dict[str, ServedMode
     ``settings.repository`` is loaded when the app starts."""
     settings = settings if settings is not None else load_settings()
     state = ServiceState(settings)
+    controller = ModelController(state)  # load / unload / poll (model_control); idle in mode none
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,12 +56,14 @@ def create_app(settings: Settings | None = None, *, models: dict[str, ServedMode
                 await served.start(state.metrics)
         state.loaded = True
         state.metrics.ready.set(1)
-        log.info("ready", extra={"models": sorted(state.models)})
+        log.info("ready", extra={"models": sorted(state.models), "model_control": settings.model_control})
+        controller.start()
         try:
             yield
         finally:
             state.start_draining()
-            for served in state.models.values():
+            await controller.close()  # no switch is half done when the models stop
+            for served in list(state.models.values()):
                 await served.stop(state.metrics, timeout_s=settings.drain_timeout_s)
             log.info("stopped")
 
@@ -76,6 +81,7 @@ def create_app(settings: Settings | None = None, *, models: dict[str, ServedMode
         },
     )
     app.state.service = state
+    app.state.model_control = controller
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -25,6 +25,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--config", help="YAML or JSON settings file")
     serve.add_argument("--max-batch-size", type=int, help="override batching.max_batch_size for every model")
     serve.add_argument("--log-format", choices=("json", "text"), help="log line format (default: json)")
+    serve.add_argument(
+        "--model-control",
+        choices=("none", "explicit", "poll"),
+        help="none (default): models load at start-up only; explicit: POST /v2/repository/models/{m}/load and "
+        "/unload switch versions live; poll: follow the repository folder (Triton's model control modes)",
+    )
+    serve.add_argument(
+        "--repository-poll-interval-s",
+        type=float,
+        metavar="SECONDS",
+        help="poll mode: seconds between two looks at the repository folder (default: 15)",
+    )
+    serve.add_argument(
+        "--load-model",
+        action="append",
+        metavar="MODEL",
+        help="explicit mode: load only this model at start (repeatable; default: every enabled model)",
+    )
     serve.set_defaults(handler=_serve)
 
     render = subparsers.add_parser(
@@ -55,6 +73,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_batch_size=args.max_batch_size,
         log_format=args.log_format,
+        model_control=args.model_control,
+        repository_poll_interval_s=args.repository_poll_interval_s,
+        startup_models=args.load_model,
     )
     from pointserve.service.server import exit_now
 
@@ -143,6 +164,9 @@ def serve(
     port: int | None = None,
     max_batch_size: int | None = None,
     log_format: str | None = None,
+    model_control: str | None = None,
+    repository_poll_interval_s: float | None = None,
+    startup_models: list[str] | None = None,
 ) -> int:
     """Load the settings (these arguments > POINTSERVE_* > the config file), open every model, serve until
     SIGTERM. A bad setting or repository raises a PointServeError before anything listens."""
@@ -159,6 +183,9 @@ def serve(
         host=host,
         port=port,
         log_format=log_format,
+        model_control=model_control,
+        repository_poll_interval_s=repository_poll_interval_s,
+        startup_models=startup_models,
         batching=batching,  # merged with the file's and environment's batching settings
     )
     configure_logging(settings.log_level, settings.log_format)

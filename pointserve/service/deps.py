@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
 
 from pointserve.errors import ModelNotFoundError, ServiceUnavailableError
+from pointserve.service.model_control import ModelController
 from pointserve.service.served_model import ServedModel
 from pointserve.service.settings import Settings
 from pointserve.service.state import ServiceState
@@ -32,6 +33,13 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_controller(request: Request) -> ModelController:
+    return request.app.state.model_control
+
+
+ControllerDep = Annotated[ModelController, Depends(get_controller)]
 
 
 async def require_api_key(request: Request) -> None:

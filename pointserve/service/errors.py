@@ -21,6 +21,7 @@ from pointserve.errors import (
     DataError,
     EngineError,
     InputError,
+    ModelControlError,
     ModelNotFoundError,
     PayloadTooLargeError,
     PointServeError,
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PointServeError], int], ...] = (
     (UnsupportedMediaTypeError, 415),
     (InputError, 400),
     (DataError, 400),  # an uploaded file that is not a readable point cloud
+    (ModelControlError, 400),  # a failed load (Triton's status for it; the old version serves on), or control off
     (ModelNotFoundError, 404),
     (ServiceUnavailableError, 503),
     (RequestTimeoutError, 504),

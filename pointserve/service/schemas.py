@@ -281,6 +281,28 @@ REPOSITORY_INDEX_BODY: dict[str, Any] = {
 }
 
 
+def _parameters_body(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"parameters": {"type": "object", "properties": properties}},
+                }
+            }
+        },
+    }
+
+
+LOAD_BODY = _parameters_body(
+    {"version": {"type": "integer", "minimum": 1, "description": "the version to load (default: pinned, else latest)"}}
+)
+UNLOAD_BODY = _parameters_body(
+    {"unload_dependents": {"type": "boolean", "description": "accepted for tritonclient; there are no ensembles"}}
+)
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (

@@ -223,13 +223,16 @@ class ServedModel:
         self.state = "ready"
         metrics.set_state(self.name, "ready")
 
-    async def stop(self, metrics: ServiceMetrics, timeout_s: float) -> None:
+    async def stop(self, metrics: ServiceMetrics | None, timeout_s: float) -> None:
+        """Finish the queued clouds (up to ``timeout_s``), close the runners; ``metrics`` None: a replaced version,
+        whose successor now owns the model's state in the metrics."""
         if self.batcher is not None:
             await self.batcher.stop(timeout_s)
         for runner in self.runners:
             runner.close()
         self.state = "stopped"
-        metrics.set_state(self.name, "stopped")
+        if metrics is not None:
+            metrics.set_state(self.name, "stopped")
 
     @property
     def instance_kind(self) -> str:
@@ -296,14 +299,14 @@ class ServedModel:
         }
 
 
-def open_served_model(repository: Repository, name: str, settings: Settings) -> ServedModel:
-    """Open and load one model (blocking: runs in a thread at start-up)."""
+def open_served_model(repository: Repository, name: str, settings: Settings, version: int | None = None) -> ServedModel:
+    """Open and load one model (blocking: runs in a thread); ``version``: this one, not the settings' choice."""
     from pointserve.engines.selection import create_runner, detect_environment, select_variant
 
     started = time.perf_counter()
     chosen = settings.model_settings(name)
     batching = settings.batching_for(name)
-    model_version = repository.open(name, chosen.version)
+    model_version = repository.open(name, version or chosen.version)
     prefer = chosen.variant or chosen.precision
     selection = select_variant(model_version, prefer, backend=chosen.backend, environment=detect_environment())
     runners: list[Runner] = []
@@ -353,7 +356,8 @@ def open_served_model(repository: Repository, name: str, settings: Settings) -> 
 
 
 def model_names(settings: Settings) -> list[str]:
-    """The enabled models of the repository; unknown names in the per-model settings are a ConfigError."""
+    """The models to load at start: the enabled ones, or ``startup_models``; unknown names in the settings are a
+    ConfigError, and so is none at all unless models can be loaded later (model control explicit or poll)."""
     repository = Repository(settings.repository)
     if not settings.repository.is_dir():
         raise ConfigError(
@@ -363,14 +367,16 @@ def model_names(settings: Settings) -> list[str]:
             "--repository REPOSITORY`"
         )
     names = repository.models()
-    unknown = sorted(set(settings.models) - set(names))
+    unknown = sorted((set(settings.models) | set(settings.startup_models or ())) - set(names))
     if unknown:
         raise ConfigError(
             f"settings name model(s) {', '.join(unknown)} that repository {settings.repository} does not have "
             f"(models: {', '.join(names) or 'none'})"
         )
     enabled = [n for n in names if settings.model_settings(n).enabled]
-    if not enabled:
+    if settings.startup_models is not None:
+        enabled = [n for n in names if n in settings.startup_models]
+    if not enabled and settings.model_control == "none":
         raise ConfigError(f"no models to serve in repository {settings.repository}")
     return enabled
 

@@ -10,6 +10,7 @@ A config file looks like::
     models:
       shapes-cls: {variant: int8, batching: {max_batch_size: 64}}
       shapes-partseg: {version: 1, precision: fp16, backend: onnxruntime}
+    model_control: explicit         # POST /v2/repository/models/{m}/load | unload (see model_control.py)
 
 Everything is validated at start-up: a bad value or an unknown key stops the server with one line naming it
 (:class:`~pointserve.errors.ConfigError`).
@@ -123,6 +124,17 @@ class Settings(BaseSettings):
     max_instances_per_request: int = Field(256, ge=1, description="clouds in one request")
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict, description="per-model overrides by name")
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        "none",
+        description="none: models load at start-up only; explicit: also POST /v2/repository/models/{m}/load and "
+        "/unload; poll: follow the repository folder (a new version is loaded, a removed model unloaded)",
+    )
+    repository_poll_interval_s: float = Field(
+        15.0, gt=0, le=86_400, description="poll mode: seconds between two looks at the repository folder"
+    )
+    startup_models: list[str] | None = Field(
+        None, description="explicit mode: the models loaded at start (None: every enabled model; Triton's --load-model)"
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After on 503 answers")
     drain_timeout_s: float = Field(30.0, ge=0, description="longest wait for accepted requests on SIGTERM")
     drain_linger_s: float = Field(
@@ -167,6 +179,11 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.api_key is not None and not self.api_key.get_secret_value().strip():
             raise ValueError("api_key is empty; unset it to turn auth off")
+        if self.startup_models is not None and self.model_control != "explicit":
+            raise ValueError(
+                f"startup_models (--load-model) needs model_control explicit; with {self.model_control!r} every "
+                "enabled model loads at start"
+            )
         return self
 
     @classmethod

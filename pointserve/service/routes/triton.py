@@ -6,8 +6,14 @@ and the repository index (``perf_analyzer`` stops without the config; ``tritoncl
   clients exchange with pointserve (raw clouds in, logits out).
 * ``GET /v2/models/stats``, ``GET /v2/models/{m}[/versions/{v}]/stats``: Triton's ``model_stats`` from the counters
   each served model keeps (:mod:`pointserve.service.core.statistics`).
-* ``POST /v2/repository/index`` (body optional, ``{"ready": true}`` for ready models only): every model of the
-  repository with its state. Loading and unloading are not offered: models load at start-up.
+* ``POST /v2/repository/index`` (body optional, ``{"ready": true}`` for ready models only): every served version
+  with its state, every version loading, unloading, unloaded or failed (with the reason), and every model of the
+  repository folder that is not loaded.
+* ``POST /v2/repository/models/{m}/load`` (body optional: ``{"parameters": {"version": N}}``; else the pinned or
+  latest version) and ``POST /v2/repository/models/{m}/unload``: Triton's explicit model control, on with
+  ``model_control: explicit`` (a 400 that says so otherwise). 200 with an empty body on success, 400 with the
+  reason for a failed load (the old version keeps serving). The switch itself is
+  :mod:`pointserve.service.model_control`'s; these routes only read the request and answer.
 
 These routes are included before :mod:`~pointserve.service.routes.oip`'s: ``/v2/models/stats`` must not be read
 as the metadata of a model named "stats".
@@ -15,20 +21,22 @@ as the metadata of a model named "stats".
 
 from __future__ import annotations
 
-import asyncio
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from pointserve.errors import InputError
-from pointserve.repository.store import Repository
 from pointserve.service.core.answers import check_flag
-from pointserve.service.deps import Authorized, ModelDep, ModelVersionDep, StateDep
+from pointserve.service.deps import Authorized, ControllerDep, ModelDep, ModelVersionDep, StateDep
+from pointserve.service.model_control import check_unload_request, load_request_version
 from pointserve.service.routes.common import json_response
 from pointserve.service.schemas import (
     ERROR_RESPONSES,
+    LOAD_BODY,
     REPOSITORY_INDEX_BODY,
+    UNLOAD_BODY,
     RepositoryIndexEntry,
     TritonModelConfig,
     TritonStatistics,
@@ -36,14 +44,6 @@ from pointserve.service.schemas import (
 from pointserve.service.served_model import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["v2 (Triton extensions)"], dependencies=[Authorized])
-# pointserve's model states in Triton's words (ModelReadyState).
-TRITON_STATE = {
-    "loading": "LOADING",
-    "ready": "READY",
-    "draining": "UNLOADING",
-    "stopped": "UNAVAILABLE",
-    "failed": "UNAVAILABLE",
-}
 _STATS = {"response_model": TritonStatistics, "responses": ERROR_RESPONSES}
 _CONFIG = {"response_model": TritonModelConfig, "responses": ERROR_RESPONSES}
 
@@ -95,24 +95,43 @@ def _ready_only(body: bytes) -> bool:
 
 @router.post(
     "/repository/index",
-    summary="Repository index (model repository extension; no load / unload)",
+    summary="Repository index (model repository extension): served, loading, failed and unloaded models",
     response_model=list[RepositoryIndexEntry],
     responses=ERROR_RESPONSES,
     openapi_extra={"requestBody": REPOSITORY_INDEX_BODY},
 )
-async def repository_index(request: Request, state: StateDep) -> Response:
-    ready_only = _ready_only(await request.body())
-    entries = []
-    for name in sorted(state.models):
-        served = state.models[name]
-        triton_state = TRITON_STATE.get(served.state, "UNAVAILABLE")
-        reason = "" if triton_state == "READY" else f"model is {served.state}"
-        entries.append({"name": name, "version": str(served.version), "state": triton_state, "reason": reason})
-    # Models in the repository folder that are not served (disabled in the settings, or published after the start).
-    on_disk = await asyncio.to_thread(Repository(state.settings.repository).models)
-    for name in on_disk:
-        if name not in state.models:
-            entries.append({"name": name, "state": "UNAVAILABLE", "reason": "not served (not loaded at start-up)"})
-    if ready_only:
-        entries = [e for e in entries if e["state"] == "READY"]
-    return json_response(entries)
+async def repository_index(request: Request, controller: ControllerDep) -> Response:
+    return json_response(await controller.index(_ready_only(await request.body())))
+
+
+_CONTROL = {
+    "response_class": Response,
+    "responses": {200: {"description": "done (empty body, as Triton answers)"}, **ERROR_RESPONSES},
+}
+ModelName = Annotated[str, Path(description="model name (a folder of the repository)")]
+
+
+@router.post(
+    "/repository/models/{model}/load",
+    summary="Load or switch a model's version (explicit model control); the old version serves until then",
+    openapi_extra={"requestBody": LOAD_BODY},
+    **_CONTROL,
+)
+async def load_model(request: Request, controller: ControllerDep, model: ModelName) -> Response:
+    controller.check_enabled("load")  # in mode none or poll the body does not matter
+    version = load_request_version(await request.body())
+    await controller.load(model, version)
+    return Response(status_code=200)
+
+
+@router.post(
+    "/repository/models/{model}/unload",
+    summary="Unload a model (explicit model control): its accepted requests finish, new ones get 404",
+    openapi_extra={"requestBody": UNLOAD_BODY},
+    **_CONTROL,
+)
+async def unload_model(request: Request, controller: ControllerDep, model: ModelName) -> Response:
+    controller.check_enabled("unload")
+    check_unload_request(await request.body())
+    await controller.unload(model)
+    return Response(status_code=200)
