@@ -135,21 +135,25 @@ def _register_loadgen(subparsers: argparse._SubParsersAction) -> None:
 def _register_bench_op(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench-op",
-        help="time one operator alone (pcn's continuous convolution): forward, backward, peak memory",
+        help="time one operator alone (pcn's continuous convolution; SBNet's sparse blocks against dense)",
         description=(
             "Time an operator on its reference problem in every implementation and evaluation order (and the "
             "exported form in ONNX Runtime), after checking that they all agree: forward and backward medians, "
             "peak memory, FLOP and byte estimates, beside the figures the reference publishes."
         ),
     )
-    parser.add_argument("op", choices=["pcn-conv"], help="the operator: pcn-conv (pcn's continuous convolution)")
+    parser.add_argument(
+        "op",
+        choices=["pcn-conv", "sbnet"],
+        help="pcn-conv (pcn's continuous convolution) or sbnet (SBNet's sparse-block conv / residual block)",
+    )
     parser.add_argument("--batch", type=int, default=8, help="clouds (default 8)")
     parser.add_argument("--points", type=int, default=4096, help="points per cloud, in and out (default 4096)")
     parser.add_argument("--edges-per-point", type=int, default=9, help="mean edges per output point (default 9)")
     parser.add_argument("--features", type=int, default=64, help="F_in = F_out (default 64)")
     parser.add_argument("--terms", type=int, default=4, help="edge features T (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random problem (default 0)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    parser.add_argument("--warmup", type=int, help="untimed calls first (default 10; sbnet: 2 per case)")
     parser.add_argument("--iterations", type=int, default=100, help="timed calls, median reported (default 100)")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: os.cpu_count())")
     parser.add_argument(
@@ -161,6 +165,22 @@ def _register_bench_op(subparsers: argparse._SubParsersAction) -> None:
         "--orders", default="transform_first,features_first", help="comma list of the evaluation orders (default both)"
     )
     parser.add_argument("--json", metavar="PATH", help="write every figure, the problem and the machine as JSON")
+    sbnet = parser.add_argument_group("sbnet")
+    sbnet.add_argument(
+        "--size", default="200x350", help="a resnet-v2 stage (400x700, 200x350, 100x175, 50x88) or HxW (200x350)"
+    )
+    sbnet.add_argument("--channels", type=int, help="C, the residual block's channels (default: the stage's)")
+    sbnet.add_argument("--bottleneck", type=int, help="K, the bottleneck / conv channels (default: the stage's)")
+    sbnet.add_argument("--blocks", help="comma list of square input block sizes BH = BW (default: the stage's sweep)")
+    sbnet.add_argument("--tests", default="conv,res", help="comma list of conv, res (default both)")
+    sbnet.add_argument(
+        "--dense-forms", default="nchw,channels_last,onnxruntime", help="dense baselines to take the best of"
+    )
+    sbnet.add_argument("--sparsities", help="comma list (default 0.6,0.65,...,0.95,0.99)")
+    sbnet.add_argument("--rounds", type=int, default=15, help="interleaved rounds, medians reported (default 15)")
+    sbnet.add_argument(
+        "-o", "--output", default="sbnet-bench", help="folder for sbnet.csv, sbnet-speedup.png, sbnet.json"
+    )
     parser.set_defaults(handler=run_bench_op)
 
 
@@ -339,8 +359,14 @@ def run_loadgen(args: argparse.Namespace) -> int:
 
 
 def run_bench_op(args: argparse.Namespace) -> int:
+    if args.op == "sbnet":
+        from pointserve.bench.sbnet_bench import run as run_sbnet
+
+        args.warmup = 2 if args.warmup is None else args.warmup
+        return run_sbnet(args)
     from pointserve.bench.op_bench import run
 
+    args.warmup = 10 if args.warmup is None else args.warmup
     return run(args)
 
 

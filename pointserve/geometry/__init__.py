@@ -19,10 +19,23 @@ Levels (:mod:`pointserve.geometry.hierarchy`):
 Grids (:mod:`pointserve.geometry.grids`):
     - :func:`voxel_grid` -> :class:`VoxelGrid`: occupied voxels in raster order, voxel per point.
     - :func:`pillar_grid` -> :class:`PillarGrid`: bird's-eye-view pillars for LiDAR, occupancy mask.
+
+Sparse blocks (:mod:`pointserve.geometry.blocks`, SBNet's host side):
+    - :func:`block_geometry` -> :class:`BlockGeometry`: block size, stride, SAME offset, tile and count.
+    - :func:`reduce_mask`: the active blocks of a mask (max or average pooling over ``tol``), raster order.
+    - :func:`block_indices` / :func:`sparse_block_inputs` -> :class:`BlockIndices`: gather / scatter rows.
 """
 
 from __future__ import annotations
 
+from pointserve.geometry.blocks import (
+    BlockGeometry,
+    BlockIndices,
+    block_geometry,
+    block_indices,
+    reduce_mask,
+    sparse_block_inputs,
+)
 from pointserve.geometry.grids import PillarGrid, VoxelGrid, pillar_grid, voxel_grid
 from pointserve.geometry.hierarchy import CloudLevel, sample_hierarchy
 from pointserve.geometry.neighbors import BallQueryResult, ball_query, knn
@@ -30,14 +43,20 @@ from pointserve.geometry.sampling import farthest_point_sampling, rejection_samp
 
 __all__ = [
     "BallQueryResult",
+    "BlockGeometry",
+    "BlockIndices",
     "CloudLevel",
     "PillarGrid",
     "VoxelGrid",
     "ball_query",
+    "block_geometry",
+    "block_indices",
     "farthest_point_sampling",
     "knn",
     "pillar_grid",
+    "reduce_mask",
     "rejection_sample",
+    "sparse_block_inputs",
     "sample_hierarchy",
     "voxel_grid",
 ]
