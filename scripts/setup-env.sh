@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-dev}"
+# dev also gets Ray Serve, so the `deploy ray` tests run in CI (users install it with the ray extra)
+install="$extras"
+if [ "$extras" = "dev" ]; then
+  install="dev,ray"
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -11,6 +16,6 @@ stamp=".venv/.pointserve-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  .venv/bin/python -m pip install -q -e ".[$install]"
   touch "$stamp"
 fi

@@ -1,4 +1,5 @@
-"""``pointserve export-triton MODEL -o DIR``: a model version as a Triton model repository."""
+"""``pointserve export-triton MODEL -o DIR``: a model version as a Triton model repository; ``pointserve deploy ray``:
+Ray Serve replicas of the app (:mod:`pointserve.deploy.ray_serve`, Ray imported only when it runs)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace DIR/<model> if an earlier export left it")
     parser.set_defaults(handler=_export_triton)
+    register_deploy(subparsers)
 
 
 def _export_triton(args: argparse.Namespace) -> int:
@@ -77,4 +79,82 @@ def _export_triton(args: argparse.Namespace) -> int:
     console.print("what does not travel to Triton (also in the README):")
     for note in result.notes:
         console.print(f"  - {note}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def register_deploy(subparsers: argparse._SubParsersAction) -> None:
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="run the service elsewhere: `deploy ray` (Ray Serve replicas, autoscaling)",
+        description="Run the same app and batcher beyond one `pointserve serve` process.",
+    )
+    targets = deploy.add_subparsers(dest="target", metavar="TARGET", required=True)
+    ray = targets.add_parser(
+        "ray",
+        help="Ray Serve: N replicas (or an autoscaling range) of the app, each with its own batcher",
+        description="Write a Ray Serve config (the application builder pointserve.deploy.ray_serve:build_app, its "
+        "args: the repository and the settings; replicas or autoscaling; max_ongoing_requests sized to the batcher; "
+        "health checks; graceful shutdown) and run it on a local Ray cluster until Ctrl-C, or --print it for "
+        "`serve deploy` / KubeRay. Needs `pip install 'pointserve[ray]'` to run. See docs/scaleout.md.",
+    )
+    count = ray.add_mutually_exclusive_group()
+    count.add_argument("--replicas", type=positive_int, help="a fixed number of replicas (default 1)")
+    count.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
+    ray.add_argument(
+        "--target-ongoing",
+        type=float,
+        metavar="R",
+        help="--autoscale: ongoing requests per replica Serve aims at (default: the largest max_batch_size)",
+    )
+    ray.add_argument("--repository", "-r", help="model repository folder (default: ./repository)")
+    ray.add_argument("--config", help="a `pointserve serve` settings file (YAML or JSON) for the replicas")
+    ray.add_argument("--host", help="address Serve's HTTP proxy binds (default: 127.0.0.1, this machine only)")
+    ray.add_argument("--port", type=int, help="the proxy's port (default: 8000)")
+    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (ONNX Runtime threads; default 1)")
+    ray.add_argument(
+        "--max-ongoing-requests",
+        type=positive_int,
+        help="requests one replica holds at once (default: sized to the batcher: queue bound + max batch)",
+    )
+    ray.add_argument(
+        "--graceful-shutdown-timeout-s", type=float, help="drain time for a stopping replica (default: drain_timeout_s)"
+    )
+    ray.add_argument("--output", "-o", help="write the Serve config here (default when running: ./serve-config.yaml)")
+    ray.add_argument("--print", action="store_true", help="print the config (for `serve deploy` / KubeRay), don't run")
+    ray.add_argument("--cluster-cpus", type=int, help="CPUs of the local Ray cluster when running (default: all)")
+    ray.set_defaults(handler=_deploy_ray)
+
+
+def _deploy_ray(args: argparse.Namespace) -> int:
+    from pointserve.deploy.ray_serve import (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        config_yaml,
+        parse_autoscale,
+        run_local,
+        serve_config,
+        write_config,
+    )
+    from pointserve.service.settings import load_settings
+
+    settings = load_settings(args.config, repository=args.repository)
+    config = serve_config(
+        settings,
+        host=args.host or DEFAULT_HOST,
+        port=args.port if args.port is not None else DEFAULT_PORT,
+        replicas=args.replicas,
+        autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+        target_ongoing=args.target_ongoing,
+        num_cpus=args.num_cpus,
+        max_ongoing_requests=args.max_ongoing_requests,
+        graceful_shutdown_timeout_s=args.graceful_shutdown_timeout_s,
+    )
+    if args.print:
+        if args.output:
+            write_config(config, args.output)
+        print(config_yaml(config), end="")
+        return 0
+    path = write_config(config, args.output or "serve-config.yaml")
+    print(f"wrote {path}", flush=True)
+    run_local(config, num_cpus=args.cluster_cpus)
     return 0
