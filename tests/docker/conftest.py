@@ -1,7 +1,7 @@
-"""Fixtures for the image-environment tests: a tiny real repository (the suite's random-weight PointNet
-classifier from ``tests/tiny_models.py``, exported through pointserve.export, registered through
-pointserve.repository) and a helper that runs ``pointserve serve`` as a subprocess on a free loopback port
-until it is ready."""
+"""Fixtures for the image-environment tests: a tiny real repository (``image_repository.py``: the suite's
+random-weight PointNet classifier and segmenter from ``tests/tiny_models.py``, exported through pointserve.export,
+registered through pointserve.repository) and a helper that runs ``pointserve serve`` as a subprocess on a free
+loopback port until it is ready."""
 
 from __future__ import annotations
 
@@ -15,33 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tiny_models import random_checkpoint, tiny_card
+from image_repository import build_repository
 
 from pointserve.bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = "tiny-cls"
-SEGMENTER = "tiny-seg"
 
 
 @pytest.fixture(scope="session")
 def image_repository(tmp_path_factory) -> Path:
-    from pointserve.checkpoint import load_checkpoint
-    from pointserve.export import export_model
-    from pointserve.repository import Repository
-
-    root = tmp_path_factory.mktemp("image-repo")
-    repository = Repository(root / "repository")
-    # A classifier and a segmenter: segmentation answers for resampled clouds need scipy's k-d tree.
-    for name, architecture in ((MODEL, "pointnet_cls"), (SEGMENTER, "pointnet_seg")):
-        model, card = load_checkpoint(random_checkpoint(root / f"checkpoint-{name}", tiny_card(architecture), seed=0))
-        onnx_path = root / f"{name}.onnx"
-        report = export_model(model, card, onnx_path, parity_shapes=[(1, card.num_points)], simplify_graph=False)
-        version = repository.create_version(
-            name, card=card, inputs=report.inputs, outputs=report.outputs, export_report=report.model_dump()
-        )
-        version.add_variant("fp32", onnx_path, precision="fp32", backend="onnxruntime")
-    return repository.root
+    return build_repository(tmp_path_factory.mktemp("image-repo"))
 
 
 @contextmanager

@@ -24,14 +24,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from image_repository import MODEL, SEGMENTER  # the two models of conftest.image_repository
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "docker" / "requirements-serve.txt"
 DOCKERFILE = ROOT / "Dockerfile"
-MODEL = "tiny-cls"
-SEGMENTER = "tiny-seg"  # both built by conftest.image_repository
 HEAVY = ("torch", "onnx", "onnxscript", "onnxsim", "matplotlib", "tensorrt", "safetensors", "tritonclient")
 
 
