@@ -25,6 +25,10 @@ class ExportError(PointServeError):
     """Export to ONNX or a precision conversion failed."""
 
 
+class TensorRTCompatibilityError(ExportError):
+    """An exported graph holds a node TensorRT cannot take (the message names each node, its op and why)."""
+
+
 class CalibrationError(PointServeError):
     """Building a calibration set or quantizing a graph failed."""
 

@@ -36,6 +36,9 @@ def test_export_is_parity_checked_and_tensorrt_valid(family_version):
             assert k is None or int(onnx.numpy_helper.to_array(k).max()) <= MAX_TOPK
     spec = get_spec(family_version.card.architecture)
     assert [i.name for i in graph.graph.input] == spec.input_names(family_version.card)
+    from pointserve.export.trt_lint import lint_graph
+
+    assert lint_graph(graph).ok, lint_graph(graph).summary()  # the export's own TensorRT lint, re-run on the file
 
 
 def test_fp16_and_int8_variants_run_and_keep_the_graph_contract(family_version, tmp_path):

@@ -101,8 +101,12 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
 def _register_doctor(subparsers: argparse._SubParsersAction) -> None:
     from pointserve.repository.commands import DEFAULT_REPOSITORY
 
-    doctor = subparsers.add_parser("doctor", help="environment report; with a model, measured throughput tables")
-    doctor.add_argument("model", nargs="?", help="model for --throughput / --gpu")
+    doctor = subparsers.add_parser(
+        "doctor", help="environment report; with a model, its TensorRT lint and measured throughput tables"
+    )
+    doctor.add_argument(
+        "model", nargs="?", help="a model: lint its ONNX variants for TensorRT; with --throughput / --gpu, time them"
+    )
     doctor.add_argument("--repository", default=DEFAULT_REPOSITORY)
     doctor.add_argument("--version", type=int)
     doctor.add_argument("--throughput", action="store_true", help="PyTorch eager vs ONNX Runtime CPU variants")
@@ -178,6 +182,18 @@ def _register_bench_op(subparsers: argparse._SubParsersAction) -> None:
     )
     sbnet.add_argument("--sparsities", help="comma list (default 0.6,0.65,...,0.95,0.99)")
     sbnet.add_argument("--rounds", type=int, default=15, help="interleaved rounds, medians reported (default 15)")
+    sbnet.add_argument(
+        "--masks",
+        default="top-left",
+        choices=["top-left", "lidar"],
+        help="top-left: SBNet's rectangle per --sparsities; lidar: BEV occupancy of lidar_scenes test scans",
+    )
+    sbnet.add_argument("--scans", type=int, default=8, help="lidar masks / --network: test scans used (default 8)")
+    sbnet.add_argument(
+        "--network",
+        metavar="CHECKPOINT",
+        help="instead of the ops: a bev_seg checkpoint's whole network, sparse vs its dense twin in ONNX Runtime",
+    )
     sbnet.add_argument(
         "-o", "--output", default="sbnet-bench", help="folder for sbnet.csv, sbnet-speedup.png, sbnet.json"
     )
@@ -290,11 +306,13 @@ def run_doctor(args: argparse.Namespace) -> int:
     for key, value in doctor.environment_rows():
         table.add_row(key, value)
     console.print(table)
+    model_version = _resolve_model(args) if args.model else None
+    if model_version is not None:
+        _doctor_tensorrt_lint(console, model_version)
     if not (args.throughput or args.gpu):
         return 0
-    if not args.model:
+    if model_version is None:
         raise ConfigError("--throughput and --gpu need a model (a version folder or a name)")
-    model_version = _resolve_model(args)
     card = model_version.card
     max_batch = max(args.batches)
     if args.throughput:
@@ -309,6 +327,22 @@ def run_doctor(args: argparse.Namespace) -> int:
     if args.gpu:
         _doctor_gpu(args, console, model_version, max_batch)
     return 0
+
+
+def _doctor_tensorrt_lint(console, model_version) -> None:
+    """The TensorRT-compatibility lint of every ONNX variant of the version (what export checks on fp32)."""
+    from pointserve.export.trt_lint import lint_graph
+    from pointserve.export.variants import CPU_INT8
+
+    console.print(f"TensorRT lint of {model_version.name} v{model_version.version}:", highlight=False)
+    for variant in model_version.manifest.variants:
+        if variant.file.endswith(".onnx"):
+            report = lint_graph(model_version.variant_path(variant.name))
+            lines = report.summary().splitlines()
+            if variant.name == CPU_INT8:  # its com.microsoft QLinear ops are the point of it: the count is enough
+                lines = [f"{lines[0]} (ONNX Runtime's CPU form, never built for TensorRT)"]
+            for line in lines:
+                console.print(f"  {variant.name}: {line}", markup=False, highlight=False)
 
 
 def _resolve_model(args: argparse.Namespace):

@@ -10,7 +10,7 @@ import argparse
 from pointserve.arguments import positive_int
 from pointserve.errors import ConfigError
 
-FORMATS = ("pointnet.pytorch",)
+FORMATS = ("pointnet.pytorch", "dgcnn.antao97", "pointnet2.yanx27")
 TASKS = ("classification", "part_segmentation", "semantic_segmentation")
 
 
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "card.json). pointnet.pytorch: a .pth state dict of PointNetCls or PointNetDenseCls (with or without "
             "--feature_transform), or the same state dict saved as .safetensors; the .pth is read with torch's "
             "weights-only loader. The kind of network, the feature transform and the number of classes are read "
-            "from the file."
+            "from the file. dgcnn.antao97: a DGCNN_cls or DGCNN_partseg state dict (model.t7, saved from "
+            "DataParallel), read with the weights-only loader; give --k if it was not trained with k = 20."
         ),
     )
     parser.add_argument("path", help="the checkpoint file (.pth state dict or .safetensors)")
@@ -35,7 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--task", choices=TASKS, help="what the model does (default: read from the checkpoint)")
     parser.add_argument(
-        "--num-points", type=positive_int, default=2500, help="points per cloud used in training (default: 2500)"
+        "--num-points",
+        type=positive_int,
+        help="points per cloud used in training (default: the format's: pointnet.pytorch 2500, dgcnn.antao97 1024 "
+        "classification / 2048 part segmentation)",
+    )
+    parser.add_argument(
+        "--parts", help="dgcnn.antao97 part segmentation: comma-separated part names (default: ShapeNet-part's 50)"
+    )
+    parser.add_argument(
+        "--k", type=positive_int, default=20, help="dgcnn.antao97: neighbours per point it was trained with (20)"
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the checkpoint folder to write")
     parser.set_defaults(handler=run_import)
@@ -53,11 +63,26 @@ def _class_names(args: argparse.Namespace) -> list[str]:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from pointserve.checkpoint.importers.pointnet_pytorch import import_pointnet_pytorch
+    if args.format == "pointnet2.yanx27":
+        from pointserve.checkpoint.importers.pointnet2_yanx27 import import_pointnet2_yanx27
 
-    card = import_pointnet_pytorch(
-        args.path, args.output, _class_names(args), task=args.task, num_points=args.num_points
-    )
+        parts = [name.strip() for name in args.parts.split(",")] if args.parts else None
+        card = import_pointnet2_yanx27(
+            args.path, args.output, _class_names(args), parts, task=args.task, num_points=args.num_points
+        )
+    elif args.format == "dgcnn.antao97":
+        from pointserve.checkpoint.importers.dgcnn_antao97 import import_dgcnn_antao97
+
+        parts = [name.strip() for name in args.parts.split(",")] if args.parts else None
+        card = import_dgcnn_antao97(
+            args.path, args.output, _class_names(args), parts, k=args.k, task=args.task, num_points=args.num_points
+        )
+    else:
+        from pointserve.checkpoint.importers.pointnet_pytorch import import_pointnet_pytorch
+
+        card = import_pointnet_pytorch(
+            args.path, args.output, _class_names(args), task=args.task, num_points=args.num_points or 2500
+        )
     print(
         f"imported {card.source} -> {args.output} "
         f"({card.architecture}, {card.task}, {card.num_outputs} outputs, {card.num_points} points per cloud)"

@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="model name (default: <dataset>-<cls|partseg|seg>, e.g. shapes-cls)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset, >= 17 (default 18)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim graph simplification")
+    parser.add_argument(
+        "--allow-trt-incompatible",
+        action="store_true",
+        help="export even if the TensorRT lint fails (TopK with K > 3840, scatter with reduction, custom ops, "
+        "dynamic loop counts); the findings are printed and recorded in the manifest",
+    )
     parser.set_defaults(handler=_export)
 
 
@@ -38,6 +44,7 @@ def _export(args: argparse.Namespace) -> int:
             opset=args.opset,
             simplify=not args.no_simplify,
             status=lambda text: status.update(text),
+            allow_trt_incompatible=args.allow_trt_incompatible,
         )
     name = version.name
 
@@ -47,6 +54,14 @@ def _export(args: argparse.Namespace) -> int:
     for result in report.parity:
         table.add_row(str(result.batch), str(result.num_points), f"{result.max_abs_diff:.2e}", str(result.argmax_equal))
     console.print(table)
+    for finding in report.tensorrt_lint:
+        console.print(
+            f"TensorRT lint {finding['severity']}: node {finding['node']!r} ({finding['op_type']}): "
+            f"{finding['reason']}",
+            style="yellow",
+            markup=False,
+            highlight=False,
+        )
     if report.simplify_error:
         console.print(f"[yellow]graph not simplified: {report.simplify_error}[/yellow]")
     console.print(

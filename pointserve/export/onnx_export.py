@@ -6,8 +6,10 @@ working dynamic axes for PointNet, but the dynamo path names the symbolic dimens
 nodes of the TorchScript path (which is deprecated). Its lowest native opset is 18, so that is our default;
 ``opset=17`` works through the onnx version converter.
 
-Every export ends with a parity check against the PyTorch module (:mod:`pointserve.export.parity`); a graph
-that disagrees is never written.
+Every export is linted for TensorRT (:mod:`pointserve.export.trt_lint`: no TopK with K > 3840, no scatter with a
+reduction, no custom op, static loop counts; a failure is an error unless ``allow_trt_incompatible``) and ends
+with a parity check against the PyTorch module (:mod:`pointserve.export.parity`); a graph that disagrees is
+never written.
 
 The graph's inputs and outputs are the architecture spec's (:mod:`pointserve.models.spec`), every symbolic
 dimension dynamic; the example inputs are made by the family's own preprocessor and collate policy.
@@ -35,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pointserve.card import ModelCard
 from pointserve.errors import ExportError
 from pointserve.export.parity import DEFAULT_PARITY_TOLERANCE, ParityResult, check_parity
+from pointserve.export.trt_lint import check_tensorrt_compatible
 from pointserve.models.registry import get_spec
 from pointserve.models.spec import TensorSpec
 
@@ -79,6 +82,9 @@ class ExportReport(BaseModel):
     parity: list[ParityResult]
     max_abs_diff: float
     export_time_s: float
+    tensorrt_lint: list[dict[str, str]] = Field(
+        default_factory=list, description="TensorRT-compatibility findings (warnings, or errors that were allowed)"
+    )
 
     def manifest_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -243,8 +249,10 @@ def export_model(
     parity_shapes: Sequence[tuple[int, int]] | None = None,
     tolerance: float = DEFAULT_PARITY_TOLERANCE,
     seed: int = 0,
+    allow_trt_incompatible: bool = False,
 ) -> ExportReport:
-    """Export an in-memory module; see :func:`export_onnx`. The file is written only if parity holds."""
+    """Export an in-memory module; see :func:`export_onnx`. The file is written only if parity holds (and the
+    TensorRT lint passes, unless ``allow_trt_incompatible``)."""
     import onnx
     import torch
 
@@ -266,6 +274,7 @@ def export_model(
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"exported graph fails the ONNX checker: {_first_line(exc)}") from None
     inputs, outputs = _check_specs(graph, card)
+    lint = check_tensorrt_compatible(graph, allow=allow_trt_incompatible, what=f"the {card.architecture} graph")
     data = graph.SerializeToString()
     if len(data) > _MAX_SINGLE_FILE_BYTES:
         raise ExportError(f"model is {len(data)} bytes: over the 2 GiB protobuf limit for a single-file ONNX")
@@ -289,6 +298,7 @@ def export_model(
         parity=parity,
         max_abs_diff=max(p.max_abs_diff for p in parity),
         export_time_s=round(time.perf_counter() - started, 3),
+        tensorrt_lint=[finding.as_dict() for finding in lint.findings],
     )
 
 
@@ -300,19 +310,28 @@ def export_onnx(
     simplify: bool = True,
     parity_shapes: Sequence[tuple[int, int]] | None = None,
     tolerance: float = DEFAULT_PARITY_TOLERANCE,
+    allow_trt_incompatible: bool = False,
 ) -> ExportReport:
     """Export a checkpoint (``model.safetensors`` + ``card.json``) to one self-contained fp32 ONNX file.
 
     The graph has the architecture spec's inputs and outputs (PointNet: ``points`` (B, N, C), + ``category``
     (B,) for part segmentation, and ``logits``), every symbolic dimension dynamic; it passes ``onnx.checker``
     (full check), is simplified with onnxsim, and must match PyTorch within ``tolerance`` on every
-    ``parity_shapes`` (B, N) — else :class:`ExportError`, and nothing is written.
+    ``parity_shapes`` (B, N) — else :class:`ExportError`, and nothing is written. A graph the TensorRT lint
+    fails raises :class:`~pointserve.errors.TensorRTCompatibilityError` unless ``allow_trt_incompatible``.
     """
     from pointserve.checkpoint import load_checkpoint
 
     model, card = load_checkpoint(checkpoint_dir)
     return export_model(
-        model, card, out_path, opset=opset, simplify_graph=simplify, parity_shapes=parity_shapes, tolerance=tolerance
+        model,
+        card,
+        out_path,
+        opset=opset,
+        simplify_graph=simplify,
+        parity_shapes=parity_shapes,
+        tolerance=tolerance,
+        allow_trt_incompatible=allow_trt_incompatible,
     )
 
 

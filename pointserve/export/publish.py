@@ -21,6 +21,7 @@ def publish_checkpoint(
     opset: int | None = None,
     simplify: bool = True,
     status: Callable[[str], object] | None = None,
+    allow_trt_incompatible: bool = False,
 ):
     """Export ``checkpoint_dir`` and add it as the next version of ``name``; returns ``(version, report)``.
 
@@ -35,7 +36,14 @@ def publish_checkpoint(
         if status:
             status(f"exporting {card.architecture} to ONNX and checking parity")
         onnx_path = Path(tmp) / "fp32.onnx"
-        report = export_model(model, card, onnx_path, opset=opset or DEFAULT_OPSET, simplify_graph=simplify)
+        report = export_model(
+            model,
+            card,
+            onnx_path,
+            opset=opset or DEFAULT_OPSET,
+            simplify_graph=simplify,
+            allow_trt_incompatible=allow_trt_incompatible,
+        )
         version: ModelVersion = repository.create_version(
             name, card=card, inputs=report.inputs, outputs=report.outputs, export_report=report.manifest_dict()
         )
