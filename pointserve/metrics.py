@@ -96,12 +96,14 @@ def task_metrics(
     class_names: list[str],
     category_parts: list[list[int]] | None = None,
     num_outputs: int = 0,
+    label_names: list[str] | None = None,
 ) -> dict:
     """The metrics of a task from predictions (:func:`predictions`): the one dispatch that training and
     variant evaluation share.
 
     classification: accuracies; part segmentation: mIoU per PointNet's protocol; semantic segmentation:
-    every label is a "part" of one scene category (instance mIoU over scenes, point accuracy).
+    every label is a "part" of one scene category (instance mIoU over scenes, point accuracy), plus the split's
+    per-class IoU and their mean (:func:`semantic_iou`, ``label_names`` naming the classes).
     """
     if task == "classification":
         return classification_metrics(predicted, labels, class_names)
@@ -110,7 +112,24 @@ def task_metrics(
     if task == "part_segmentation":
         return part_segmentation_metrics(predicted, seg, labels, class_names, category_parts or [])
     everything = [list(range(num_outputs))]
-    return part_segmentation_metrics(predicted, seg, np.zeros(len(predicted), dtype=int), ["all"], everything)
+    metrics = part_segmentation_metrics(predicted, seg, np.zeros(len(predicted), dtype=int), ["all"], everything)
+    return {**metrics, **semantic_iou(predicted, seg, label_names, num_outputs)}
+
+
+def semantic_iou(predicted, seg, names: list[str] | None, num_outputs: int) -> dict:
+    """Per-class IoU over the whole split (``TP / (TP + FP + FN)``, every point of every scan counted once, as
+    SemanticKITTI and S3DIS report it) and their mean over the classes that occur in labels or predictions.
+
+    ``predicted`` / ``seg``: arrays or lists of per-scan arrays (scans differ in size).
+    """
+    pred = np.concatenate([np.ravel(p) for p in predicted]) if len(predicted) else np.zeros(0, int)
+    true = np.concatenate([np.ravel(t) for t in seg]) if len(seg) else np.zeros(0, int)
+    confusion = np.bincount(true * num_outputs + pred, minlength=num_outputs**2).reshape(num_outputs, num_outputs)
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    names = names or [str(k) for k in range(num_outputs)]
+    per_class = {names[k]: float(tp[k] / union[k]) for k in range(num_outputs) if union[k] > 0}
+    return {"miou": float(np.mean(list(per_class.values()))) if per_class else 0.0, "per_class_iou": per_class}
 
 
 def _card_category_parts(card) -> list[list[int]] | None:
@@ -126,7 +145,8 @@ def card_predictions(card, logits: np.ndarray, labels: np.ndarray) -> np.ndarray
 def card_task_metrics(card, predicted: np.ndarray, labels: np.ndarray, seg: np.ndarray | None) -> dict:
     """:func:`task_metrics` for a model card's task, class names and category parts, from predictions."""
     parts = _card_category_parts(card)
-    return task_metrics(card.task, predicted, labels, seg, card.class_names, parts, card.num_outputs)
+    names = list(card.part_names) if card.task == "semantic_segmentation" else None
+    return task_metrics(card.task, predicted, labels, seg, card.class_names, parts, card.num_outputs, names)
 
 
 def card_metrics(card, logits: np.ndarray, labels: np.ndarray, seg: np.ndarray | None) -> dict:

@@ -182,6 +182,7 @@ def search_int8(
                 cache_dir=cache_dir,
                 max_samples=num_calibration,
                 exclude_nodes=list(float_nodes),
+                card=card,  # preprocessed families: the card's preprocessor turns the clouds into graph inputs
             )
             agreement, error = heldout.compare(trial_path)
             scored = _Scored(method, tuple(float_nodes), agreement, error, label)
@@ -211,6 +212,7 @@ def search_int8(
             max_samples=num_calibration,
             exclude_nodes=list(chosen.float_nodes),
             version_dir=version_dir,
+            card=card,
         )
     record = Int8Search(
         target_agreement=target_agreement,

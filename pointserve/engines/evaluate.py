@@ -111,7 +111,7 @@ def accuracy_info(
     return AccuracyInfo(
         **common,
         overall_acc=metrics["point_acc"],
-        mean_iou=metrics["instance_miou"],
+        mean_iou=metrics.get("miou", metrics["instance_miou"]),  # semantic segmentation: the split's mIoU
         agreement_with_fp32=agreement,
         max_abs_logit_diff=max_diff,
     )

@@ -16,7 +16,7 @@ def limits_for_card(card: ModelCard, max_batch: int = 64, max_points: int | None
     """Default input limits of a model: batch up to ``max_batch``, 1 to ``max_points`` points per cloud (all
     clouds together when the family concatenates a batch), category ids below the number of categories."""
     spec = get_spec(card.architecture)
-    per_cloud = max_points or default_max_points(card.num_points)
+    per_cloud = max_points or spec.max_points or default_max_points(card.num_points)
     total = per_cloud * max_batch if spec.collate == "concat" else per_cloud
     bounds = {"category": len(card.class_names)} if card.needs_category else {}
     return InputLimits(dims={"batch": (1, max_batch), "num_points": (1, total)}, value_bounds=bounds)

@@ -10,7 +10,7 @@ built-in families without importing torch; building a model does.
 
 from __future__ import annotations
 
-from pointserve.models import dgcnn, pcn, pointnet  # noqa: F401  (register the built-in families)
+from pointserve.models import dgcnn, pcn, pointnet, sbnet  # noqa: F401  (register the built-in families)
 from pointserve.models.registry import get_model, get_spec, list_models, register_architecture
 from pointserve.models.spec import ArchitectureSpec, TensorSpec
 

@@ -113,7 +113,8 @@ def collate(
         raise ValueError("collate needs at least one cloud")
     policy = spec.collate
     specs = spec.inputs(card)
-    sizes = tuple(_sizes(specs, policy, cloud, i) for i, cloud in enumerate(clouds))
+    fixed = spec.fixed_sizes(card)
+    sizes = tuple({**fixed, **_sizes(specs, policy, cloud, i)} for i, cloud in enumerate(clouds))
     layout = BatchLayout(policy, sizes)
     feeds: dict[str, np.ndarray] = {}
     for spec_ in specs:

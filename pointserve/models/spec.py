@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from pointserve.card import ModelCard, Task
+from pointserve.card import ModelCard, Normalization, Task
 
 if TYPE_CHECKING:
     from pointserve.data.base import PointCloudDataset
@@ -109,6 +109,11 @@ class ArchitectureSpec:
       (before normalisation); it may change the number of points (pcn drops a random share of them).
     * ``auxiliary_loss(model, inputs)`` -> ``(outputs, loss)``: the training forward pass with its extra loss.
     * ``int8_float_nodes(graph, card)`` -> names of the ONNX nodes int8 keeps in float (a starting point).
+    * ``fixed_sizes(card)`` -> per-cloud sizes of dimensions that no input carries but index inputs point into
+      (a bird's-eye-view grid's ``cells``: H x W per cloud), for the ``concat`` offsets.
+    * ``normalization``: what the card applies before the preprocessor (``none`` for metric LiDAR scans).
+    * ``max_points``: points per cloud the engines take by default; ``None``: twice the training size (a LiDAR
+      family trains on subsets of its scans but labels whole scans).
     """
 
     name: str
@@ -125,6 +130,9 @@ class ArchitectureSpec:
     auxiliary_loss: Callable[[Any, dict[str, Any]], tuple[Any, Any]] | None = None
     int8_float_nodes: Callable[[Any, ModelCard], list[str]] = lambda graph, card: []
     parity_shapes: Callable[[ModelCard], list[tuple[int, int]]] = default_parity_shapes
+    fixed_sizes: Callable[[ModelCard], dict[str, int]] = lambda card: {}
+    normalization: Normalization = "unit_sphere"
+    max_points: int | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

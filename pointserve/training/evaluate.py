@@ -22,7 +22,7 @@ def evaluate_model(
 
 def headline(metrics: dict) -> dict[str, float]:
     """The few numbers worth a summary line (and the model card)."""
-    keys = ("overall_acc", "mean_class_acc", "instance_miou", "class_miou", "point_acc")
+    keys = ("overall_acc", "mean_class_acc", "miou", "instance_miou", "class_miou", "point_acc")
     return {k: round(float(metrics[k]), 4) for k in keys if k in metrics}
 
 
@@ -36,6 +36,14 @@ def metrics_table(metrics: dict, title: str) -> Table:
         table.add_section()
         table.add_row("[b]overall accuracy[/b]", f"[b]{100 * metrics['overall_acc']:.2f}%[/b]")
         table.add_row("[b]mean class accuracy[/b]", f"[b]{100 * metrics['mean_class_acc']:.2f}%[/b]")
+    elif "per_class_iou" in metrics:  # semantic segmentation: IoU per label over the whole split
+        table.add_column("class")
+        table.add_column("IoU", justify="right")
+        for name, iou in metrics["per_class_iou"].items():
+            table.add_row(name, f"{100 * iou:.2f}%")
+        table.add_section()
+        table.add_row("[b]mIoU[/b]", f"[b]{100 * metrics['miou']:.2f}%[/b]")
+        table.add_row("point accuracy", f"{100 * metrics['point_acc']:.2f}%")
     else:
         table.add_column("category")
         table.add_column("mIoU", justify="right")

@@ -59,7 +59,7 @@ def resolve_device(name: str) -> str:
 
 
 def _main_metric(metrics: dict) -> float:
-    return metrics.get("overall_acc", metrics.get("instance_miou", 0.0))
+    return metrics.get("overall_acc", metrics.get("miou", metrics.get("instance_miou", 0.0)))
 
 
 def _save_training_state(directory: Path, optimizer, scheduler, scaler, epoch: int, best: float, rng) -> None:
@@ -251,6 +251,7 @@ class Trainer:
             category_parts=train_set.category_parts,
             in_channels=train_set.in_channels,
             num_points=cfg.num_points,
+            normalization=spec.normalization,
             dataset=cfg.dataset,
             data_hash=train_set.content_hash(),
         )

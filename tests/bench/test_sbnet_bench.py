@@ -75,3 +75,25 @@ def test_top_left_mask_covers_one_minus_sparsity():
 def test_bad_flags_are_clear_errors(flags, message, capsys, tmp_path):
     assert main(["bench-op", "sbnet", *flags, "-o", str(tmp_path)]) != 0
     assert message in capsys.readouterr().err
+
+
+def test_lidar_masks_are_dilated_occupancy_of_real_scans():
+    masks = sbnet_bench.lidar_masks(100, 175, scans=2)
+    assert [label for label, _, _ in masks] == ["lidar-0", "lidar-1"]
+    for _, sparsity, mask in masks:
+        assert mask.shape == (1, 100, 175)
+        assert 0.3 < sparsity < 0.99 and sparsity == pytest.approx(1 - mask.mean(), abs=1e-4)
+
+
+def test_the_network_sparse_against_its_dense_twin(tmp_path, capsys):
+    from tiny_models import random_checkpoint, tiny_card
+
+    checkpoint = random_checkpoint(tmp_path / "ckpt", tiny_card("bev_seg"), seed=1)
+    args = ["--network", str(checkpoint), "--scans", "1", "--rounds", "2", "--threads", "1", "-o", str(tmp_path)]
+    assert main(["bench-op", "sbnet", *args]) == 0
+    report = json.loads((tmp_path / "sbnet-network.json").read_text())
+    assert report["label_agreement"] == 1.0  # the same function: every point gets the same label
+    assert report["points"] > 30_000 and 0 < report["tile_sparsity_median"] < 1
+    for form in ("sparse", "dense"):
+        assert report["forms"][form]["graph_ms_median"] > 0
+    assert "labels identical on 100.000 %" in capsys.readouterr().out

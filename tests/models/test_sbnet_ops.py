@@ -32,8 +32,8 @@ def _mask(seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray
     return mask
 
 
-def _inputs(tile: int, seed: int = 0, height: int = HEIGHT, width: int = WIDTH):
-    geometry = block_geometry((height, width), kernel=3, tile=tile)
+def _inputs(tile: int, seed: int = 0, height: int = HEIGHT, width: int = WIDTH, kernel: int = 3):
+    geometry = block_geometry((height, width), kernel=kernel, tile=tile)
     indices = sparse_block_inputs(_mask(seed, height, width), geometry)
     active = np.zeros((BATCH, 1, height, width), dtype=bool)
     for n, bh, bw in indices.blocks:
@@ -42,9 +42,9 @@ def _inputs(tile: int, seed: int = 0, height: int = HEIGHT, width: int = WIDTH):
     return tensors, torch.from_numpy(active), indices
 
 
-def _randomised_bottleneck(channels: int = 6, bottleneck: int = 4, dtype=torch.float32) -> SparseBottleneck:
+def _randomised_bottleneck(channels=6, bottleneck=4, dtype=torch.float32, dilation=1) -> SparseBottleneck:
     torch.manual_seed(0)
-    block = SparseBottleneck(channels, bottleneck).to(dtype)
+    block = SparseBottleneck(channels, bottleneck, dilation).to(dtype)
     for bn in (block.bn1, block.bn2, block.bn3):  # non-trivial eval-mode statistics
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 1.5)
@@ -70,11 +70,11 @@ def test_sparse_conv_equals_dense_on_active_tiles_and_zero_elsewhere(tile):
     assert float(got[~on].abs().max()) == 0.0
 
 
-@pytest.mark.parametrize("tile", [4, 7])
-def test_sparse_bottleneck_equals_dense_on_active_tiles_and_passes_the_rest_through(tile):
-    block = _randomised_bottleneck()
+@pytest.mark.parametrize("tile, dilation", [(4, 1), (7, 1), (4, 2)])
+def test_sparse_bottleneck_equals_dense_on_active_tiles_and_passes_the_rest_through(tile, dilation):
+    block = _randomised_bottleneck(dilation=dilation)
     x = torch.randn(BATCH, 6, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(2))
-    (gather, scatter, tile_pixels), active, _ = _inputs(tile)
+    (gather, scatter, tile_pixels), active, _ = _inputs(tile, kernel=block.kernel)
     with torch.no_grad():
         rows = to_rows(x)
         got = from_rows(block(rows, gather, scatter, tile_pixels), BATCH, HEIGHT, WIDTH)
@@ -86,6 +86,9 @@ def test_sparse_bottleneck_equals_dense_on_active_tiles_and_passes_the_rest_thro
     assert torch.equal(got[~on], x[~on])  # inactive tiles: the input, bit for bit
     assert torch.equal(from_rows(inplace_rows, BATCH, HEIGHT, WIDTH), got)  # the serving form, same values
     assert torch.equal(rows, to_rows(x))  # the functional form leaves its input alone
+    with torch.no_grad():  # the masked dense twin: the sparse semantics computed densely, everywhere equal
+        masked = block.dense(x, active.to(x.dtype))
+    assert float((got - masked).abs().max()) <= 1e-5
 
 
 def test_bottleneck_is_exact_at_the_image_border():
