@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -32,36 +29,13 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "service")]
 from repo_builder import CARDS, CLASSIFIER, publish_model  # noqa: E402
 from switch_under_load import clouds, publish_version_folder, references, run_switch_under_load  # noqa: E402
 
-from pointserve.bench.processes import free_port  # noqa: E402
+from pointserve.bench.processes import free_port, pointserve_command, server_process  # noqa: E402
 
 CONFIG = {
     "access_log": False,
     "log_level": "warning",
     "batching": {"max_batch_size": 8, "max_queue_delay_ms": 5, "threads_per_instance": 1},
 }
-
-
-def serve(repository: Path, work: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    config = work / "serve.json"
-    config.write_text(json.dumps(CONFIG))
-    command = [sys.executable, "-m", "pointserve", "serve", "--repository", str(repository), "--port", str(port)]
-    command += ["--config", str(config), "--model-control", "explicit"]
-    log = open(work / "serve.log", "wb")  # noqa: SIM115 - the process writes to it until it ends
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited:\n{(work / 'serve.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not become ready")
 
 
 def main() -> int:
@@ -83,8 +57,11 @@ def main() -> int:
         publish_model(staging, CLASSIFIER, seed=5)
         repository = work / "repository"
         shutil.copytree(staging / CLASSIFIER / "1", repository / CLASSIFIER / "1")
-        process, url = serve(repository, work)
-        try:
+        config = work / "serve.json"
+        config.write_text(json.dumps(CONFIG))
+        port = free_port()
+        command = [*pointserve_command(repository, port, config), "--model-control", "explicit"]
+        with server_process(command, port, "/v2/health/ready", work / "serve.log") as (_, url):
             triton = triton_http.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=120)
             with httpx.Client(base_url=url, timeout=60) as http:
                 _, v1 = references(http, CLASSIFIER, sample)
@@ -98,9 +75,6 @@ def main() -> int:
                 )
                 _, v2 = references(http, CLASSIFIER, sample)
             triton.close()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
     run.per_version = {"1": v1, "2": v2}
     print(run.report())
     table = run.table()
