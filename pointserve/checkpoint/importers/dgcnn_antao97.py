@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from pointserve.card import ModelCard, Task
 from pointserve.checkpoint.folder import save_checkpoint
 from pointserve.checkpoint.importers.pointnet_pytorch import read_state_dict
+from pointserve.checkpoint.importers.state_dicts import checked_tensor, fill_missing, rename_prefix
 from pointserve.errors import CheckpointError, ConfigError
 from pointserve.models import get_model
 
@@ -130,13 +131,6 @@ def build_model(layout: ReferenceLayout) -> nn.Module:
     return get_model(layout.architecture, **layout.config)
 
 
-def _alias_target(key: str, aliases: Mapping[str, str]) -> str | None:
-    for alias, target in aliases.items():
-        if key.startswith(alias):
-            return target + key[len(alias) :]
-    return None
-
-
 def convert_state_dict(
     state: Mapping[str, Tensor], layout: ReferenceLayout, model: nn.Module, source: str = "state dict"
 ) -> dict[str, Tensor]:
@@ -151,7 +145,7 @@ def convert_state_dict(
     aliases = _ALIASES[layout.kind]
     converted: dict[str, Tensor] = {}
     for key, tensor in state.items():
-        target = _alias_target(key, aliases) if key not in expected else None
+        target = rename_prefix(key, aliases.items()) if key not in expected else None
         if target is not None:
             original = state.get(target)
             if original is None:  # only the alias was saved: it is the tensor
@@ -164,22 +158,8 @@ def convert_state_dict(
                 continue
         if key not in expected:
             raise CheckpointError(f"{source}: unexpected key {key!r} for a {what}")
-        want = expected[key]
-        if tuple(tensor.shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"{source}: {key!r} has shape {tuple(tensor.shape)}, but a {what} has {tuple(want.shape)}"
-            )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: {key!r} contains NaN or infinite values")
-        converted[key] = tensor.detach().to(dtype=want.dtype).contiguous()
-    for key, want in expected.items():
-        if key in converted:
-            continue
-        if key.endswith(".num_batches_tracked"):
-            converted[key] = torch.zeros_like(want)
-            continue
-        raise CheckpointError(f"{source}: missing key {key!r} of a {what}")
-    return converted
+        converted[key] = checked_tensor(key, tensor, expected[key], source, what)
+    return fill_missing(converted, expected, source, what)
 
 
 def _standard_shapenet_parts(categories: Sequence[str], num_parts: int) -> tuple[list[str], dict[str, list[int]]]:

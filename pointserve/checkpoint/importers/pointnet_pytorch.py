@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from pointserve.card import ModelCard, Task
 from pointserve.checkpoint.folder import save_checkpoint
+from pointserve.checkpoint.importers.state_dicts import checked_tensor, fill_missing, rename_prefix
 from pointserve.errors import CheckpointError, ConfigError
 from pointserve.models import get_model
 
@@ -97,13 +98,6 @@ class ReferenceLayout:
 
     def describe(self) -> str:
         return f"{self.class_name}(k={self.num_outputs}, feature_transform={self.feature_transform})"
-
-
-def _rename(key: str, table: Sequence[tuple[str, str]]) -> str | None:
-    for source, target in table:
-        if key.startswith(source):
-            return target + key[len(source) :]
-    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -204,25 +198,11 @@ def convert_state_dict(
     what = f"pointnet.pytorch {layout.describe()}"
     converted: dict[str, Tensor] = {}
     for key, tensor in state.items():
-        ours = _rename(key, table)
+        ours = rename_prefix(key, table)
         if ours is None or ours not in expected:
             raise CheckpointError(f"{source}: unexpected key {key!r} for a {what}")
-        want = expected[ours]
-        if tuple(tensor.shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"{source}: {key!r} has shape {tuple(tensor.shape)}, but a {what} has {tuple(want.shape)}"
-            )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: {key!r} contains NaN or infinite values")
-        converted[ours] = tensor.detach().to(dtype=want.dtype).contiguous()
-    for ours, want in expected.items():
-        if ours in converted:
-            continue
-        if ours.endswith(".num_batches_tracked"):
-            converted[ours] = torch.zeros_like(want)
-            continue
-        raise CheckpointError(f"{source}: missing key {_rename(ours, inverse)!r} of a {what}")
-    return converted
+        converted[ours] = checked_tensor(key, tensor, expected[ours], source, what)
+    return fill_missing(converted, expected, source, what, lambda ours: rename_prefix(ours, inverse))
 
 
 def read_class_names(path: str | Path) -> list[str]:
