@@ -15,6 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_states import Layout, batch_norm_entries, random_tensor
 from safetensors.torch import save_file
 
 from pointserve import cli
@@ -25,17 +26,7 @@ from pointserve.errors import CheckpointError, ConfigError
 # ---------------------------------------------------------------------------------------------------------------
 # The reference's state-dict layout: (key, shape, role), and its BatchNorm aliases (bnX is convX.1).
 
-Layout = list[tuple[str, tuple[int, ...], str]]
-
-
-def _bn(name: str, channels: int) -> Layout:
-    return [
-        (f"{name}.weight", (channels,), "gamma"),
-        (f"{name}.bias", (channels,), "bias"),
-        (f"{name}.running_mean", (channels,), "mean"),
-        (f"{name}.running_var", (channels,), "var"),
-        (f"{name}.num_batches_tracked", (), "count"),
-    ]
+_bn = batch_norm_entries
 
 
 def _w(name: str, shape: tuple[int, ...]) -> Layout:
@@ -94,16 +85,8 @@ def random_state(layout: Layout, aliases: dict[str, str], seed: int) -> dict[str
             value = torch.randn(shape, generator=gen) * 0.02
         elif role == "eye":
             value = torch.eye(3).flatten() + torch.randn(shape, generator=gen) * 0.05
-        elif role == "bias":
-            value = torch.randn(shape, generator=gen) * 0.1
-        elif role == "gamma":
-            value = torch.rand(shape, generator=gen) + 0.5
-        elif role == "mean":
-            value = torch.randn(shape, generator=gen) * 0.2
-        elif role == "var":
-            value = torch.rand(shape, generator=gen) * 1.5 + 0.5
         else:
-            value = torch.tensor(777, dtype=torch.int64)
+            value = random_tensor(role, shape, gen, count=777)
         state[key] = value
     for alias, original in aliases.items():  # one module under two names: the same tensors
         for field in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):

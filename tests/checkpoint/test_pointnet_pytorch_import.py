@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_states import batch_norm_entries, random_tensor
 from safetensors.torch import save_file
 
 from pointserve import cli
@@ -34,14 +35,7 @@ def _linear(name: str, cin: int, cout: int) -> list[tuple[str, tuple[int, ...], 
     return [(f"{name}.weight", (cout, cin), "weight"), (f"{name}.bias", (cout,), "bias")]
 
 
-def _bn(name: str, channels: int) -> list[tuple[str, tuple[int, ...], str]]:
-    return [
-        (f"{name}.weight", (channels,), "gamma"),
-        (f"{name}.bias", (channels,), "bias"),
-        (f"{name}.running_mean", (channels,), "mean"),
-        (f"{name}.running_var", (channels,), "var"),
-        (f"{name}.num_batches_tracked", (), "count"),
-    ]
+_bn = batch_norm_entries
 
 
 def _stn(prefix: str, k: int) -> list[tuple[str, tuple[int, ...], str]]:
@@ -103,16 +97,8 @@ def random_reference_state(kind: str, k: int, feature_transform: bool, seed: int
             # T-Net outputs stay near the identity, as trained ones do; the rest keeps activations O(1).
             scale = 0.2 if key.endswith("fc3.weight") and "stn" in key else 1.0
             value = torch.randn(shape, generator=gen) * scale / fan_in**0.5
-        elif role == "bias":
-            value = torch.randn(shape, generator=gen) * 0.1
-        elif role == "gamma":
-            value = torch.rand(shape, generator=gen) + 0.5
-        elif role == "mean":
-            value = torch.randn(shape, generator=gen) * 0.2
-        elif role == "var":
-            value = torch.rand(shape, generator=gen) * 1.5 + 0.5
         else:
-            value = torch.tensor(1234, dtype=torch.int64)
+            value = random_tensor(role, shape, gen, count=1234)
         state[key] = value
     return state
 
