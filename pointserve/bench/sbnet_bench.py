@@ -139,32 +139,16 @@ def build_op(test: str, problem: Problem):
     return _randomised(SparseBottleneck(problem.channels, problem.bottleneck))
 
 
-class _DenseTwin:
-    """The op's dense form as a module (for export)."""
-
-    def __new__(cls, op):
-        import torch
-
-        class Dense(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.op = op
-
-            def forward(self, x):
-                return self.op.dense(x)
-
-        return Dense().eval()
-
-
 def _ort_dense(op, x, directory: Path, threads: int) -> Callable[[], Any]:
     import onnxruntime as ort
     import torch
 
     from pointserve.export.onnx_export import _quiet_exporter
+    from pointserve.models.sbnet.ops import DenseForm
 
     path = directory / "dense.onnx"
     with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(_DenseTwin(op), (x,), str(path), dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(DenseForm(op).eval(), (x,), str(path), dynamo=True, external_data=False, verbose=False)
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -38,10 +38,6 @@ CELLS_DIM, PILLARS_DIM, TILES_DIM = "cells", "pillars", "tiles"
 _NETWORK: dict[str, Any] = {"point_width": 32, "channels": 32, "bottleneck": 16, "head_width": 64}
 
 
-def _preprocessing(options: Mapping[str, Any]) -> dict[str, Any]:
-    return bev_settings(options)
-
-
 def _model_config(dataset, options: Mapping[str, Any]) -> dict[str, Any]:
     p = bev_settings(options)
     return {
@@ -139,7 +135,7 @@ BEV_SEG = register_architecture(
         preprocess=preprocess,
         collate="concat",
         index_inputs=_index_inputs(),
-        preprocessing=_preprocessing,
+        preprocessing=bev_settings,
         augment=bev_augment,
         parity_shapes=_parity_shapes,
         fixed_sizes=_fixed_sizes,

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DenseForm",
     "SparseBottleneck",
     "SparseConv2d",
     "from_rows",
@@ -208,3 +209,14 @@ class SparseBottleneck(nn.Module):
         only there, which is what the sparse form computes everywhere."""
         branch = self._branch_tail(self._branch_head(x), self.dilation)
         return x + (branch if active is None else branch * active)
+
+
+class DenseForm(nn.Module):
+    """A sparse op's dense twin as a module of its own, NCHW in and out (to export or time it)."""
+
+    def __init__(self, op: SparseConv2d | SparseBottleneck) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op.dense(x)
