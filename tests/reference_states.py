@@ -32,3 +32,12 @@ def random_tensor(role: str, shape: tuple[int, ...], gen: torch.Generator, count
     if role == "var":
         return torch.rand(shape, generator=gen) * 1.5 + 0.5
     return torch.tensor(count, dtype=torch.int64)
+
+
+def varied_clouds(batch: int, num_points: int, seed: int = 1) -> torch.Tensor:
+    """(B, N, 3) clouds of varied proportions, centred and scaled into the unit sphere (as the references' data)."""
+    gen = torch.Generator().manual_seed(seed)
+    proportions = torch.rand(batch, 1, 3, generator=gen) * 1.5 + 0.1
+    points = torch.randn(batch, num_points, 3, generator=gen) * proportions
+    points = points - points.mean(dim=1, keepdim=True)
+    return points / points.norm(dim=2).amax(dim=1).view(-1, 1, 1)

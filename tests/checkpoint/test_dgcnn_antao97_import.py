@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from reference_states import Layout, batch_norm_entries, random_tensor
+from reference_states import Layout, batch_norm_entries, random_tensor, varied_clouds
 from safetensors.torch import save_file
 
 from pointserve import cli
@@ -184,15 +184,6 @@ def reference_partseg(sd, x, one_hot, k):
     x = _block(x, sd, "conv9", "bn9")
     x = _block(x, sd, "conv10", "bn10")
     return F.conv1d(x, sd["conv11.weight"])  # (B, P, N)
-
-
-def varied_clouds(batch: int, num_points: int, seed: int = 1) -> torch.Tensor:
-    """(B, N, 3) clouds of varied proportions, centred and scaled into the unit sphere."""
-    gen = torch.Generator().manual_seed(seed)
-    proportions = torch.rand(batch, 1, 3, generator=gen) * 1.5 + 0.1
-    points = torch.randn(batch, num_points, 3, generator=gen) * proportions
-    points = points - points.mean(dim=1, keepdim=True)
-    return points / points.norm(dim=2).amax(dim=1).view(-1, 1, 1)
 
 
 def reference(kind, sd, points_bnc, category, num_categories, k):

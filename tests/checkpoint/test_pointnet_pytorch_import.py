@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from reference_states import batch_norm_entries, random_tensor
+from reference_states import batch_norm_entries, random_tensor, varied_clouds
 from safetensors.torch import save_file
 
 from pointserve import cli
@@ -205,15 +205,6 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
     # registered, so these tests do not depend on other stages' command modules.
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("pointserve.checkpoint.commands",))
     return cli.main(list(argv))
-
-
-def varied_clouds(batch: int, num_points: int, seed: int = 1) -> torch.Tensor:
-    """(B, N, 3) clouds of varied proportions, centred and scaled into the unit sphere as the reference does."""
-    gen = torch.Generator().manual_seed(seed)
-    proportions = torch.rand(batch, 1, 3, generator=gen) * 1.5 + 0.1
-    points = torch.randn(batch, num_points, 3, generator=gen) * proportions
-    points = points - points.mean(dim=1, keepdim=True)
-    return points / points.norm(dim=2).amax(dim=1).view(-1, 1, 1)
 
 
 NUM_OUTPUTS = {"cls": 5, "dense": 4}
